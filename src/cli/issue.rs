@@ -85,18 +85,27 @@ fn seconds(flag: &str, value: Option<&str>) -> anyhow::Result<Option<u64>> {
 
 fn random_license_id() -> anyhow::Result<String> {
     let mut bytes = [0u8; 8];
-    getrandom::fill(&mut bytes).map_err(|e| anyhow::anyhow!("the system random generator failed: {e}"))?;
-    Ok(format!("lic-{}", bytes.iter().map(|b| format!("{b:02x}")).collect::<String>()))
+    getrandom::fill(&mut bytes)
+        .map_err(|e| anyhow::anyhow!("the system random generator failed: {e}"))?;
+    Ok(format!(
+        "lic-{}",
+        bytes.iter().map(|b| format!("{b:02x}")).collect::<String>()
+    ))
 }
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let key = keyfiles::read_signing_key(&args.signing_key).map_err(super::usage)?;
     // Claims hold whole seconds: truncate first so `exp - iat` is exactly the requested validity.
     let issued_at = args.issued_at.unwrap_or_else(Timestamp::now);
-    let issued_at = Timestamp::from_second(issued_at.as_second()).context("issue time out of range")?;
+    let issued_at =
+        Timestamp::from_second(issued_at.as_second()).context("issue time out of range")?;
     let expires = match (&args.expires, &args.valid_for) {
         (Some(at), _) => Some(*at),
-        (None, Some(span)) => Some(add_validity(issued_at, span).context("--valid-for").map_err(super::usage)?),
+        (None, Some(span)) => Some(
+            add_validity(issued_at, span)
+                .context("--valid-for")
+                .map_err(super::usage)?,
+        ),
         (None, None) => None,
     };
     let extra = match &args.extra {
@@ -117,7 +126,12 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             None => random_license_id()?,
         }),
         tier: args.tier,
-        features: args.features.into_iter().map(|f| f.trim().to_string()).filter(|f| !f.is_empty()).collect(),
+        features: args
+            .features
+            .into_iter()
+            .map(|f| f.trim().to_string())
+            .filter(|f| !f.is_empty())
+            .collect(),
         seats: args.seats,
         grace: seconds("grace", args.grace.as_deref()).map_err(super::usage)?,
         warn: seconds("warn", args.warn.as_deref()).map_err(super::usage)?,
@@ -125,9 +139,13 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     };
     let format = match args.format {
         FormatArg::Jwt => Format::Jwt,
-        FormatArg::Prefixed => Format::Prefixed { prefix: args.prefix },
+        FormatArg::Prefixed => Format::Prefixed {
+            prefix: args.prefix,
+        },
     };
-    let kid = args.kid.unwrap_or_else(|| keys::derived_key_id(&key.verifying_key()));
+    let kid = args
+        .kid
+        .unwrap_or_else(|| keys::derived_key_id(&key.verifying_key()));
     let token = crate::license::issue(&claims, &key, Some(&kid), &format).map_err(super::usage)?;
     println!("{token}");
     Ok(ExitCode::SUCCESS)

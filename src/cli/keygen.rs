@@ -27,17 +27,28 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         keys::validate_key_id(kid).map_err(super::usage)?;
     }
     let mut seed = zeroize::Zeroizing::new([0u8; 32]);
-    getrandom::fill(seed.as_mut()).map_err(|e| anyhow::anyhow!("the system random generator failed: {e}"))?;
+    getrandom::fill(seed.as_mut())
+        .map_err(|e| anyhow::anyhow!("the system random generator failed: {e}"))?;
     let signing = keys::signing_key_from_seed(&seed);
     let public_pem = keys::public_key_to_pem(&signing.verifying_key());
-    keyfiles::write_private(&args.private_key, keys::signing_key_to_pem(&signing).as_bytes(), args.force)
-        .context("writing the private key")
-        .map_err(super::usage)?;
+    keyfiles::write_private(
+        &args.private_key,
+        keys::signing_key_to_pem(&signing).as_bytes(),
+        args.force,
+    )
+    .context("writing the private key")
+    .map_err(super::usage)?;
     keyfiles::write_public(&args.public_key, public_pem.as_bytes(), args.force)
         .context("writing the public key")
         .map_err(super::usage)?;
-    let kid = args.kid.unwrap_or_else(|| keys::derived_key_id(&signing.verifying_key()));
-    eprintln!("wrote {} (keep it secret) and {}", args.private_key.display(), args.public_key.display());
+    let kid = args
+        .kid
+        .unwrap_or_else(|| keys::derived_key_id(&signing.verifying_key()));
+    eprintln!(
+        "wrote {} (keep it secret) and {}",
+        args.private_key.display(),
+        args.public_key.display()
+    );
     println!("{kid}");
     Ok(ExitCode::SUCCESS)
 }

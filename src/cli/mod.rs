@@ -10,7 +10,13 @@ use clap::{Parser, Subcommand};
 
 /// Keeps software license keys valid, visible and rolled out on Kubernetes.
 #[derive(Debug, Parser)]
-#[command(name = "keyward", version, about, propagate_version = true, max_term_width = 100)]
+#[command(
+    name = "keyward",
+    version,
+    about,
+    propagate_version = true,
+    max_term_width = 100
+)]
 pub struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -21,7 +27,7 @@ enum Command {
     /// Generate an Ed25519 signing key pair for issuing licenses.
     Keygen(keygen::Args),
     /// Sign a license key (prints the token on stdout).
-    Issue(issue::Args),
+    Issue(Box<issue::Args>),
     /// Decode a license key and, given public keys, verify it.
     Inspect(inspect::Args),
 }
@@ -39,21 +45,26 @@ pub fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Keygen(args) => keygen::run(args),
-        Command::Issue(args) => issue::run(args),
+        Command::Issue(args) => issue::run(*args),
         Command::Inspect(args) => inspect::run(args),
     };
     match result {
         Ok(code) => code,
         Err(err) => {
             eprintln!("keyward: error: {err:#}");
-            if err.downcast_ref::<UsageError>().is_some() { ExitCode::from(2) } else { ExitCode::FAILURE }
+            if err.downcast_ref::<UsageError>().is_some() {
+                ExitCode::from(2)
+            } else {
+                ExitCode::FAILURE
+            }
         }
     }
 }
 
 /// Parses an RFC 3339 instant for clap.
 fn parse_timestamp(s: &str) -> Result<jiff::Timestamp, String> {
-    s.parse().map_err(|e| format!("{s:?} is not an RFC 3339 time such as 2027-01-31T00:00:00Z ({e})"))
+    s.parse()
+        .map_err(|e| format!("{s:?} is not an RFC 3339 time such as 2027-01-31T00:00:00Z ({e})"))
 }
 
 #[cfg(test)]

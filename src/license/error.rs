@@ -12,7 +12,9 @@ pub enum VerifyError {
     TooLarge { len: usize, max: usize },
     #[error("license key is signed with {alg:?}; only EdDSA (Ed25519) keys are accepted")]
     UnsupportedAlgorithm { alg: String },
-    #[error("license key was signed by key id {kid:?}, which is not among the trusted keys ({known})")]
+    #[error(
+        "license key was signed by key id {kid:?}, which is not among the trusted keys ({known})"
+    )]
     UnknownKeyId { kid: String, known: String },
     #[error("no trusted public keys are configured, so no license key can be verified")]
     NoTrustedKeys,
@@ -63,13 +65,24 @@ mod tests {
     fn messages_are_single_lines() {
         let errors = [
             VerifyError::malformed("bad base64"),
-            VerifyError::TooLarge { len: 70000, max: 65536 },
+            VerifyError::TooLarge {
+                len: 70000,
+                max: 65536,
+            },
             VerifyError::UnsupportedAlgorithm { alg: "none".into() },
-            VerifyError::UnknownKeyId { kid: "x".into(), known: "a, b".into() },
+            VerifyError::UnknownKeyId {
+                kid: "x".into(),
+                known: "a, b".into(),
+            },
             VerifyError::NoTrustedKeys,
-            VerifyError::SignatureInvalid { key_id: Some("k".into()) },
+            VerifyError::SignatureInvalid {
+                key_id: Some("k".into()),
+            },
             VerifyError::SignatureInvalid { key_id: None },
-            VerifyError::ProductMismatch { expected: "a".into(), actual: "b".into() },
+            VerifyError::ProductMismatch {
+                expected: "a".into(),
+                actual: "b".into(),
+            },
             VerifyError::NotYetValid {
                 not_before: Timestamp::UNIX_EPOCH,
                 now: Timestamp::UNIX_EPOCH,

@@ -13,7 +13,9 @@ use super::sha256_hex_prefix;
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum KeyError {
-    #[error("not an Ed25519 public key: expected a PEM \"BEGIN PUBLIC KEY\" block or 32 bytes in base64 ({0})")]
+    #[error(
+        "not an Ed25519 public key: expected a PEM \"BEGIN PUBLIC KEY\" block or 32 bytes in base64 ({0})"
+    )]
     InvalidPublicKey(String),
     #[error("not an Ed25519 private key: expected a PKCS#8 PEM \"BEGIN PRIVATE KEY\" block ({0})")]
     InvalidPrivateKey(String),
@@ -30,8 +32,14 @@ pub fn derived_key_id(key: &VerifyingKey) -> String {
 
 pub fn validate_key_id(id: &str) -> Result<(), KeyError> {
     let ok = (1..=128).contains(&id.len())
-        && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'_' || b == b'-');
-    if ok { Ok(()) } else { Err(KeyError::InvalidKeyId(id.to_string())) }
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'_' || b == b'-');
+    if ok {
+        Ok(())
+    } else {
+        Err(KeyError::InvalidKeyId(id.to_string()))
+    }
 }
 
 /// Builds a signing key from 32 bytes of entropy supplied by the caller (this module does no I/O).
@@ -40,7 +48,8 @@ pub fn signing_key_from_seed(seed: &[u8; 32]) -> SigningKey {
 }
 
 pub fn signing_key_to_pem(key: &SigningKey) -> Zeroizing<String> {
-    key.to_pkcs8_pem(LineEnding::LF).expect("an Ed25519 key always encodes as PKCS#8")
+    key.to_pkcs8_pem(LineEnding::LF)
+        .expect("an Ed25519 key always encodes as PKCS#8")
 }
 
 pub fn signing_key_from_pem(pem: &str) -> Result<SigningKey, KeyError> {
@@ -48,14 +57,16 @@ pub fn signing_key_from_pem(pem: &str) -> Result<SigningKey, KeyError> {
 }
 
 pub fn public_key_to_pem(key: &VerifyingKey) -> String {
-    key.to_public_key_pem(LineEnding::LF).expect("an Ed25519 key always encodes as SPKI")
+    key.to_public_key_pem(LineEnding::LF)
+        .expect("an Ed25519 key always encodes as SPKI")
 }
 
 /// Parses a public key given as SPKI PEM or as 32 raw bytes in base64 (standard or URL-safe).
 pub fn parse_public_key(text: &str) -> Result<VerifyingKey, KeyError> {
     let text = text.trim();
     if text.starts_with("-----BEGIN") {
-        return VerifyingKey::from_public_key_pem(text).map_err(|e| KeyError::InvalidPublicKey(e.to_string()));
+        return VerifyingKey::from_public_key_pem(text)
+            .map_err(|e| KeyError::InvalidPublicKey(e.to_string()));
     }
     let raw = STANDARD
         .decode(text)
@@ -87,7 +98,11 @@ impl TrustedKey {
             }
             None => derived_id.clone(),
         };
-        Ok(Self { id, derived_id, key })
+        Ok(Self {
+            id,
+            derived_id,
+            key,
+        })
     }
 
     pub fn id(&self) -> &str {
@@ -127,7 +142,11 @@ impl KeySet {
     /// Adds a key; the same key twice is harmless, one id for two keys is refused.
     pub fn insert(&mut self, key: TrustedKey) -> Result<(), KeyError> {
         if let Some(existing) = self.keys.iter().find(|k| k.id == key.id) {
-            return if existing.key == key.key { Ok(()) } else { Err(KeyError::DuplicateKeyId(key.id)) };
+            return if existing.key == key.key {
+                Ok(())
+            } else {
+                Err(KeyError::DuplicateKeyId(key.id))
+            };
         }
         self.keys.push(key);
         self.keys.sort_by(|a, b| a.id.cmp(&b.id));
@@ -151,8 +170,13 @@ impl KeySet {
     }
 
     /// Keys a token may be verified with: the one its `kid` names, or every key when it names none.
-    pub(crate) fn candidates<'a>(&'a self, kid: Option<&'a str>) -> impl Iterator<Item = &'a TrustedKey> + 'a {
-        self.keys.iter().filter(move |k| kid.is_none_or(|kid| k.answers_to(kid)))
+    pub(crate) fn candidates<'a>(
+        &'a self,
+        kid: Option<&'a str>,
+    ) -> impl Iterator<Item = &'a TrustedKey> + 'a {
+        self.keys
+            .iter()
+            .filter(move |k| kid.is_none_or(|kid| k.answers_to(kid)))
     }
 }
 
@@ -169,7 +193,10 @@ mod tests {
         let sk = key(1);
         let pem = signing_key_to_pem(&sk);
         assert!(pem.starts_with("-----BEGIN PRIVATE KEY-----"));
-        assert_eq!(signing_key_from_pem(&pem).unwrap().to_bytes(), sk.to_bytes());
+        assert_eq!(
+            signing_key_from_pem(&pem).unwrap().to_bytes(),
+            sk.to_bytes()
+        );
         let public = public_key_to_pem(&sk.verifying_key());
         assert!(public.starts_with("-----BEGIN PUBLIC KEY-----"));
         assert_eq!(parse_public_key(&public).unwrap(), sk.verifying_key());
@@ -182,7 +209,12 @@ mod tests {
         let url = URL_SAFE_NO_PAD.encode(vk.as_bytes());
         assert_eq!(parse_public_key(&std).unwrap(), vk);
         assert_eq!(parse_public_key(&format!("  {url}\n")).unwrap(), vk);
-        assert!(parse_public_key(&STANDARD.encode([0u8; 31])).unwrap_err().to_string().contains("31 bytes"));
+        assert!(
+            parse_public_key(&STANDARD.encode([0u8; 31]))
+                .unwrap_err()
+                .to_string()
+                .contains("31 bytes")
+        );
         assert!(parse_public_key("not base64 !!").is_err());
     }
 
@@ -190,7 +222,9 @@ mod tests {
     fn rejects_private_key_as_public_and_garbage_pem() {
         let pem = signing_key_to_pem(&key(3));
         assert!(parse_public_key(&pem).is_err());
-        assert!(parse_public_key("-----BEGIN PUBLIC KEY-----\nAAAA\n-----END PUBLIC KEY-----").is_err());
+        assert!(
+            parse_public_key("-----BEGIN PUBLIC KEY-----\nAAAA\n-----END PUBLIC KEY-----").is_err()
+        );
         assert!(signing_key_from_pem(&public_key_to_pem(&key(3).verifying_key())).is_err());
     }
 
@@ -211,8 +245,10 @@ mod tests {
     #[test]
     fn keyset_refuses_one_id_for_two_keys() {
         let mut set = KeySet::new();
-        set.insert(TrustedKey::new(Some("a"), key(5).verifying_key()).unwrap()).unwrap();
-        set.insert(TrustedKey::new(Some("a"), key(5).verifying_key()).unwrap()).unwrap();
+        set.insert(TrustedKey::new(Some("a"), key(5).verifying_key()).unwrap())
+            .unwrap();
+        set.insert(TrustedKey::new(Some("a"), key(5).verifying_key()).unwrap())
+            .unwrap();
         assert_eq!(set.len(), 1);
         let err = set.insert(TrustedKey::new(Some("a"), key(6).verifying_key()).unwrap());
         assert_eq!(err, Err(KeyError::DuplicateKeyId("a".into())));

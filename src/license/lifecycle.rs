@@ -48,8 +48,12 @@ impl State {
         match self {
             State::Active => "the license is valid and not close to expiry",
             State::Warning => "the license expires soon; renew it to avoid interruption",
-            State::Grace => "the license has expired; everything keeps working until the grace period ends",
-            State::ReadOnly => "the license expired and its grace period is over; the product runs in read-only mode",
+            State::Grace => {
+                "the license has expired; everything keeps working until the grace period ends"
+            }
+            State::ReadOnly => {
+                "the license expired and its grace period is over; the product runs in read-only mode"
+            }
         }
     }
 }
@@ -70,7 +74,11 @@ pub struct Policy {
 
 impl Default for Policy {
     fn default() -> Self {
-        Self { warn: DAY * 30, grace: DAY * 14, notice: DAY * 14 }
+        Self {
+            warn: DAY * 30,
+            grace: DAY * 14,
+            notice: DAY * 14,
+        }
     }
 }
 
@@ -106,11 +114,20 @@ pub struct Expiry {
 impl Timeline {
     pub fn new(claims: &Claims, policy: &Policy) -> Timeline {
         let expiry = claims.expires_at().map(|expires_at| Expiry {
-            warning_at: expires_at.checked_sub(policy.warn).unwrap_or(Timestamp::MIN),
+            warning_at: expires_at
+                .checked_sub(policy.warn)
+                .unwrap_or(Timestamp::MIN),
             expires_at,
-            grace_ends_at: expires_at.checked_add(policy.grace).unwrap_or(Timestamp::MAX),
+            grace_ends_at: expires_at
+                .checked_add(policy.grace)
+                .unwrap_or(Timestamp::MAX),
         });
-        Timeline { issued_at: claims.issued_at(), valid_from: claims.valid_from(), expiry, notice: policy.notice }
+        Timeline {
+            issued_at: claims.issued_at(),
+            valid_from: claims.valid_from(),
+            expiry,
+            notice: policy.notice,
+        }
     }
 
     pub fn state_at(&self, now: Timestamp) -> State {
@@ -126,7 +143,13 @@ impl Timeline {
     pub fn evaluate(&self, now: Timestamp) -> Evaluation {
         let state = self.state_at(now);
         let Some(e) = self.expiry else {
-            return Evaluation { state, since: self.valid_from, next_transition: None, remaining: None, notice: None };
+            return Evaluation {
+                state,
+                since: self.valid_from,
+                next_transition: None,
+                remaining: None,
+                notice: None,
+            };
         };
         let since = match state {
             State::Active => self.valid_from,
@@ -137,7 +160,10 @@ impl Timeline {
         let next_transition = [e.warning_at, e.expires_at, e.grace_ends_at]
             .into_iter()
             .filter(|&at| at > now)
-            .map(|at| Transition { state: self.state_at(at), at })
+            .map(|at| Transition {
+                state: self.state_at(at),
+                at,
+            })
             .find(|t| t.state != state);
         Evaluation {
             state,
@@ -269,13 +295,31 @@ mod tests {
         let e = t.evaluate(ts(1_900_000_000));
         assert_eq!(e.state, State::Active);
         assert_eq!(e.since, Some(ts(1_900_000_000)));
-        assert_eq!(e.next_transition, Some(Transition { state: State::Warning, at: exp - DAY * 30 }));
+        assert_eq!(
+            e.next_transition,
+            Some(Transition {
+                state: State::Warning,
+                at: exp - DAY * 30
+            })
+        );
         let e = t.evaluate(exp - DAY * 30);
         assert_eq!(e.since, Some(exp - DAY * 30));
-        assert_eq!(e.next_transition, Some(Transition { state: State::Grace, at: exp }));
+        assert_eq!(
+            e.next_transition,
+            Some(Transition {
+                state: State::Grace,
+                at: exp
+            })
+        );
         let e = t.evaluate(exp);
         assert_eq!(e.since, Some(exp));
-        assert_eq!(e.next_transition, Some(Transition { state: State::ReadOnly, at: exp + DAY * 14 }));
+        assert_eq!(
+            e.next_transition,
+            Some(Transition {
+                state: State::ReadOnly,
+                at: exp + DAY * 14
+            })
+        );
         assert_eq!(e.remaining, Some(SignedDuration::ZERO));
         let e = t.evaluate(exp + DAY * 100);
         assert_eq!(e.state, State::ReadOnly);
@@ -307,11 +351,19 @@ mod tests {
 
     #[test]
     fn operator_defaults_apply_only_without_claims() {
-        let defaults = Policy { warn: S * 100, grace: S * 7, notice: DAY * 14 };
+        let defaults = Policy {
+            warn: S * 100,
+            grace: S * 7,
+            notice: DAY * 14,
+        };
         let signed = claims(Some(EXP), None, Some(3));
         let p = defaults.for_claims(&signed);
         assert_eq!(p.warn, S * 100);
-        assert_eq!(p.grace, S * 3, "a signed grace is never lengthened by the operator's defaults");
+        assert_eq!(
+            p.grace,
+            S * 3,
+            "a signed grace is never lengthened by the operator's defaults"
+        );
     }
 
     #[test]
@@ -319,10 +371,22 @@ mod tests {
         let t = timeline(Some(EXP), Some(0), Some(0));
         let e = t.evaluate(ts(EXP - 1));
         assert_eq!(e.state, State::Active);
-        assert_eq!(e.next_transition, Some(Transition { state: State::ReadOnly, at: ts(EXP) }));
+        assert_eq!(
+            e.next_transition,
+            Some(Transition {
+                state: State::ReadOnly,
+                at: ts(EXP)
+            })
+        );
         assert_eq!(t.state_at(ts(EXP)), State::ReadOnly);
         let t = timeline(Some(EXP), Some(0), Some(60));
-        assert_eq!(t.evaluate(ts(EXP - 1)).next_transition, Some(Transition { state: State::Grace, at: ts(EXP) }));
+        assert_eq!(
+            t.evaluate(ts(EXP - 1)).next_transition,
+            Some(Transition {
+                state: State::Grace,
+                at: ts(EXP)
+            })
+        );
     }
 
     #[test]
@@ -336,7 +400,13 @@ mod tests {
         assert_eq!(t.evaluate(exp - DAY * 13 - S).notice.unwrap().days_left, 14);
         assert_eq!(t.evaluate(exp - DAY * 13).notice.unwrap().days_left, 13);
         let last = t.evaluate(exp - S).notice.unwrap();
-        assert_eq!(last, Notice { days_left: 1, next_at: None });
+        assert_eq!(
+            last,
+            Notice {
+                days_left: 1,
+                next_at: None
+            }
+        );
         assert_eq!(t.evaluate(exp).notice, None);
         // The wake-up covers notices as well as transitions.
         let e = t.evaluate(exp - DAY * 14 + S);
@@ -353,7 +423,11 @@ mod tests {
 
     #[test]
     fn extreme_policies_saturate_instead_of_overflowing() {
-        let c = claims(Some(crate::license::claims::MAX_NUMERIC_DATE), Some(u64::MAX), Some(u64::MAX));
+        let c = claims(
+            Some(crate::license::claims::MAX_NUMERIC_DATE),
+            Some(u64::MAX),
+            Some(u64::MAX),
+        );
         let t = Timeline::new(&c, &Policy::default().for_claims(&c));
         assert_eq!(t.state_at(ts(1)), State::Warning);
         let _ = t.evaluate(Timestamp::MAX);

@@ -24,7 +24,8 @@ fn key(seed: u8) -> SigningKey {
 fn keyset(keys: &[(&str, &SigningKey)]) -> KeySet {
     let mut set = KeySet::new();
     for (id, k) in keys {
-        set.insert(TrustedKey::new(Some(id), k.verifying_key()).unwrap()).unwrap();
+        set.insert(TrustedKey::new(Some(id), k.verifying_key()).unwrap())
+            .unwrap();
     }
     set
 }
@@ -48,7 +49,9 @@ fn claims() -> Claims {
 }
 
 fn prefixed() -> Format {
-    Format::Prefixed { prefix: "cz_ent_".into() }
+    Format::Prefixed {
+        prefix: "cz_ent_".into(),
+    }
 }
 
 fn opts() -> VerifyOptions {
@@ -89,7 +92,11 @@ fn prefixed_token_shape() {
     let token = issue(&claims(), &key(1), None, &prefixed()).unwrap();
     assert!(token.starts_with("cz_ent_"));
     assert!(!token.contains('.'));
-    assert!(token["cz_ent_".len()..].bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'));
+    assert!(
+        token["cz_ent_".len()..]
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+    );
 }
 
 #[test]
@@ -106,11 +113,20 @@ fn kid_selects_the_key_and_rotation_works() {
     let set = keyset(&[("2025", &old), ("2026", &new)]);
     let t_old = issue(&claims(), &old, Some("2025"), &Format::Jwt).unwrap();
     let t_new = issue(&claims(), &new, Some("2026"), &prefixed()).unwrap();
-    assert_eq!(verify(t_old.as_bytes(), &set, &opts()).unwrap().key_id, "2025");
-    assert_eq!(verify(t_new.as_bytes(), &set, &opts()).unwrap().key_id, "2026");
+    assert_eq!(
+        verify(t_old.as_bytes(), &set, &opts()).unwrap().key_id,
+        "2025"
+    );
+    assert_eq!(
+        verify(t_new.as_bytes(), &set, &opts()).unwrap().key_id,
+        "2026"
+    );
     // A kid naming the wrong key of the set is a bad signature, not a fallback to the other key.
     let mislabelled = issue(&claims(), &new, Some("2025"), &Format::Jwt).unwrap();
-    assert!(matches!(verify(mislabelled.as_bytes(), &set, &opts()), Err(VerifyError::SignatureInvalid { .. })));
+    assert!(matches!(
+        verify(mislabelled.as_bytes(), &set, &opts()),
+        Err(VerifyError::SignatureInvalid { .. })
+    ));
 }
 
 #[test]
@@ -120,14 +136,18 @@ fn no_kid_tries_every_key() {
     let token = issue(&claims(), &b, None, &Format::Jwt).unwrap();
     assert_eq!(verify(token.as_bytes(), &set, &opts()).unwrap().key_id, "b");
     let stranger = issue(&claims(), &key(3), None, &Format::Jwt).unwrap();
-    assert_eq!(verify(stranger.as_bytes(), &set, &opts()).unwrap_err(), VerifyError::SignatureInvalid { key_id: None });
+    assert_eq!(
+        verify(stranger.as_bytes(), &set, &opts()).unwrap_err(),
+        VerifyError::SignatureInvalid { key_id: None }
+    );
 }
 
 #[test]
 fn derived_kid_matches_a_key_loaded_without_a_name() {
     let k = key(1);
     let mut set = KeySet::new();
-    set.insert(TrustedKey::new(None, k.verifying_key()).unwrap()).unwrap();
+    set.insert(TrustedKey::new(None, k.verifying_key()).unwrap())
+        .unwrap();
     let kid = keys::derived_key_id(&k.verifying_key());
     let token = issue(&claims(), &k, Some(&kid), &Format::Jwt).unwrap();
     assert_eq!(verify(token.as_bytes(), &set, &opts()).unwrap().key_id, kid);
@@ -145,15 +165,29 @@ fn unknown_key_id() {
 #[test]
 fn empty_keyset() {
     let token = issue(&claims(), &key(1), None, &Format::Jwt).unwrap();
-    assert_eq!(verify(token.as_bytes(), &KeySet::new(), &opts()).unwrap_err(), VerifyError::NoTrustedKeys);
+    assert_eq!(
+        verify(token.as_bytes(), &KeySet::new(), &opts()).unwrap_err(),
+        VerifyError::NoTrustedKeys
+    );
 }
 
 #[test]
 fn product_mismatch() {
     let k = key(1);
     let token = issue(&claims(), &k, None, &Format::Jwt).unwrap();
-    let err = verify(token.as_bytes(), &keyset(&[("v1", &k)]), &opts().product(Some("controlzero"))).unwrap_err();
-    assert_eq!(err, VerifyError::ProductMismatch { expected: "controlzero".into(), actual: "zizq".into() });
+    let err = verify(
+        token.as_bytes(),
+        &keyset(&[("v1", &k)]),
+        &opts().product(Some("controlzero")),
+    )
+    .unwrap_err();
+    assert_eq!(
+        err,
+        VerifyError::ProductMismatch {
+            expected: "controlzero".into(),
+            actual: "zizq".into()
+        }
+    );
 }
 
 #[test]
@@ -161,7 +195,10 @@ fn not_yet_valid_beyond_leeway_only() {
     let k = key(1);
     let set = keyset(&[("v1", &k)]);
     for (nbf, ok) in [(NOW + 60, true), (NOW + 61, false), (NOW - 10, true)] {
-        let c = Claims { nbf: Some(nbf), ..claims() };
+        let c = Claims {
+            nbf: Some(nbf),
+            ..claims()
+        };
         let token = issue(&c, &k, None, &prefixed()).unwrap();
         let result = verify(token.as_bytes(), &set, &opts());
         assert_eq!(result.is_ok(), ok, "nbf={nbf}: {result:?}");
@@ -170,18 +207,33 @@ fn not_yet_valid_beyond_leeway_only() {
         }
     }
     // Without nbf, an iat in the future counts the same way.
-    let c = Claims { iat: Some(NOW + 3600), ..claims() };
+    let c = Claims {
+        iat: Some(NOW + 3600),
+        ..claims()
+    };
     let token = issue(&c, &k, None, &Format::Jwt).unwrap();
-    assert_eq!(verify(token.as_bytes(), &set, &opts()).unwrap_err().reason(), "NotYetValid");
+    assert_eq!(
+        verify(token.as_bytes(), &set, &opts())
+            .unwrap_err()
+            .reason(),
+        "NotYetValid"
+    );
 }
 
 #[test]
 fn expired_keys_verify_expiry_is_a_state() {
     let k = key(1);
-    let c = Claims { iat: Some(NOW - 1000), exp: Some(NOW - 10), ..claims() };
+    let c = Claims {
+        iat: Some(NOW - 1000),
+        exp: Some(NOW - 10),
+        ..claims()
+    };
     let token = issue(&c, &k, None, &Format::Jwt).unwrap();
     let verified = verify(token.as_bytes(), &keyset(&[("v1", &k)]), &opts()).unwrap();
-    let timeline = Timeline::new(&verified.claims, &Policy::default().for_claims(&verified.claims));
+    let timeline = Timeline::new(
+        &verified.claims,
+        &Policy::default().for_claims(&verified.claims),
+    );
     assert_eq!(timeline.state_at(now()), State::Grace);
 }
 
@@ -190,7 +242,11 @@ fn alg_none_is_refused() {
     let k = key(1);
     let set = keyset(&[("v1", &k)]);
     let claims_json = serde_json::to_string(&claims()).unwrap();
-    for header in [r#"{"alg":"none","typ":"JWT"}"#, r#"{"alg":"None"}"#, r#"{"alg":""}"#] {
+    for header in [
+        r#"{"alg":"none","typ":"JWT"}"#,
+        r#"{"alg":"None"}"#,
+        r#"{"alg":""}"#,
+    ] {
         let token = forge_jwt(header, &claims_json, |_| vec![]);
         let token = token.trim_end_matches('.').to_string() + ".";
         let err = verify(token.as_bytes(), &set, &opts()).unwrap_err();
@@ -204,14 +260,26 @@ fn hs256_signed_with_the_public_key_is_refused() {
     let set = keyset(&[("v1", &k)]);
     let claims_json = serde_json::to_string(&claims()).unwrap();
     let public_pem = public_key_to_pem(&k.verifying_key());
-    for secret in [public_pem.as_bytes(), k.verifying_key().as_bytes().as_slice()] {
-        let token = forge_jwt(r#"{"alg":"HS256","typ":"JWT","kid":"v1"}"#, &claims_json, |m| {
-            let mut mac = Hmac::<Sha256>::new_from_slice(secret).unwrap();
-            mac.update(m);
-            mac.finalize().into_bytes().to_vec()
-        });
+    for secret in [
+        public_pem.as_bytes(),
+        k.verifying_key().as_bytes().as_slice(),
+    ] {
+        let token = forge_jwt(
+            r#"{"alg":"HS256","typ":"JWT","kid":"v1"}"#,
+            &claims_json,
+            |m| {
+                let mut mac = Hmac::<Sha256>::new_from_slice(secret).unwrap();
+                mac.update(m);
+                mac.finalize().into_bytes().to_vec()
+            },
+        );
         let err = verify(token.as_bytes(), &set, &opts()).unwrap_err();
-        assert_eq!(err, VerifyError::UnsupportedAlgorithm { alg: "HS256".into() });
+        assert_eq!(
+            err,
+            VerifyError::UnsupportedAlgorithm {
+                alg: "HS256".into()
+            }
+        );
     }
 }
 
@@ -219,37 +287,68 @@ fn hs256_signed_with_the_public_key_is_refused() {
 fn rs256_and_other_algorithms_are_refused() {
     let set = keyset(&[("v1", &key(1))]);
     for alg in ["RS256", "ES256", "PS256", "HS512", "Ed25519", "eddsa"] {
-        let token = forge_jwt(&format!(r#"{{"alg":"{alg}"}}"#), r#"{"sub":"a","aud":"b"}"#, |_| vec![7; 256]);
-        assert_eq!(verify(token.as_bytes(), &set, &opts()).unwrap_err().reason(), "UnsupportedAlgorithm", "{alg}");
+        let token = forge_jwt(
+            &format!(r#"{{"alg":"{alg}"}}"#),
+            r#"{"sub":"a","aud":"b"}"#,
+            |_| vec![7; 256],
+        );
+        assert_eq!(
+            verify(token.as_bytes(), &set, &opts())
+                .unwrap_err()
+                .reason(),
+            "UnsupportedAlgorithm",
+            "{alg}"
+        );
     }
 }
 
 #[test]
 fn critical_header_extensions_are_refused() {
     let k = key(1);
-    let token = forge_jwt(r#"{"alg":"EdDSA","crit":["b64"],"b64":false}"#, r#"{"sub":"a","aud":"b"}"#, ed25519(&k));
-    assert_eq!(verify(token.as_bytes(), &keyset(&[("v1", &k)]), &opts()).unwrap_err().reason(), "Malformed");
+    let token = forge_jwt(
+        r#"{"alg":"EdDSA","crit":["b64"],"b64":false}"#,
+        r#"{"sub":"a","aud":"b"}"#,
+        ed25519(&k),
+    );
+    assert_eq!(
+        verify(token.as_bytes(), &keyset(&[("v1", &k)]), &opts())
+            .unwrap_err()
+            .reason(),
+        "Malformed"
+    );
 }
 
 #[test]
 fn duplicate_claims_are_refused_even_when_signed() {
     let k = key(1);
     let set = keyset(&[("v1", &k)]);
-    let claims = format!(r#"{{"sub":"a","aud":"zizq","exp":{},"exp":{}}}"#, NOW + 10, NOW + 999_999);
+    let claims = format!(
+        r#"{{"sub":"a","aud":"zizq","exp":{},"exp":{}}}"#,
+        NOW + 10,
+        NOW + 999_999
+    );
     let token = forge_jwt(r#"{"alg":"EdDSA"}"#, &claims, ed25519(&k));
     let err = verify(token.as_bytes(), &set, &opts()).unwrap_err();
     assert_eq!(err.reason(), "Malformed");
     assert!(err.to_string().contains("duplicate"), "{err}");
     let header = r#"{"alg":"EdDSA","alg":"none"}"#;
     let token = forge_jwt(header, r#"{"sub":"a","aud":"zizq"}"#, ed25519(&k));
-    assert_eq!(verify(token.as_bytes(), &set, &opts()).unwrap_err().reason(), "Malformed");
+    assert_eq!(
+        verify(token.as_bytes(), &set, &opts())
+            .unwrap_err()
+            .reason(),
+        "Malformed"
+    );
 }
 
 #[test]
 fn signed_but_nonsensical_claims_are_malformed() {
     let k = key(1);
     let set = keyset(&[("v1", &k)]);
-    let huge_value = format!(r#"{{"sub":"a","aud":"zizq","blob":"{}"}}"#, "x".repeat(60_000));
+    let huge_value = format!(
+        r#"{{"sub":"a","aud":"zizq","blob":"{}"}}"#,
+        "x".repeat(60_000)
+    );
     for claims in [
         r#"{"sub":"a","aud":"zizq","exp":-5}"#,
         r#"{"sub":"a","aud":"zizq","exp":253402300799}"#,
@@ -261,25 +360,53 @@ fn signed_but_nonsensical_claims_are_malformed() {
         "",
     ] {
         let token = forge_jwt(r#"{"alg":"EdDSA"}"#, claims, ed25519(&k));
-        assert_eq!(verify(token.as_bytes(), &set, &opts()).unwrap_err().reason(), "Malformed", "{claims}");
+        assert_eq!(
+            verify(token.as_bytes(), &set, &opts())
+                .unwrap_err()
+                .reason(),
+            "Malformed",
+            "{claims}"
+        );
     }
     let token = forge_jwt(r#"{"alg":"EdDSA"}"#, &huge_value, ed25519(&k));
-    assert_eq!(verify(token.as_bytes(), &set, &opts()).unwrap_err().reason(), "TooLarge");
+    assert_eq!(
+        verify(token.as_bytes(), &set, &opts())
+            .unwrap_err()
+            .reason(),
+        "TooLarge"
+    );
 }
 
 #[test]
 fn one_mebibyte_of_anything_is_too_large() {
     let set = keyset(&[("v1", &key(1))]);
-    for junk in [vec![b'A'; 1 << 20], vec![0u8; 1 << 20], (0..1u32 << 20).map(|i| i as u8).collect()] {
-        assert_eq!(verify(&junk, &set, &opts()).unwrap_err().reason(), "TooLarge");
+    for junk in [
+        vec![b'A'; 1 << 20],
+        vec![0u8; 1 << 20],
+        (0..1u32 << 20).map(|i| i as u8).collect(),
+    ] {
+        assert_eq!(
+            verify(&junk, &set, &opts()).unwrap_err().reason(),
+            "TooLarge"
+        );
     }
 }
 
 #[test]
 fn binary_junk_is_malformed() {
     let set = keyset(&[("v1", &key(1))]);
-    for junk in [&b"\x00\x01\x02"[..], b"\xff\xff", b"\x89PNG\r\n\x1a\n", b"....", b"cz_ent_!!!!"] {
-        assert_eq!(verify(junk, &set, &opts()).unwrap_err().reason(), "Malformed", "{junk:?}");
+    for junk in [
+        &b"\x00\x01\x02"[..],
+        b"\xff\xff",
+        b"\x89PNG\r\n\x1a\n",
+        b"....",
+        b"cz_ent_!!!!",
+    ] {
+        assert_eq!(
+            verify(junk, &set, &opts()).unwrap_err().reason(),
+            "Malformed",
+            "{junk:?}"
+        );
     }
 }
 
@@ -296,16 +423,33 @@ fn a_jwt_signature_cannot_be_replayed_as_a_prefixed_token_or_back() {
     let mut payload = token::prefixed_unsigned_payload(header_p, &claims_json).unwrap();
     payload.extend_from_slice(&URL_SAFE_NO_PAD.decode(parts[2]).unwrap());
     let replayed = format!("cz_ent_{}", b64(&payload));
-    assert_eq!(verify(replayed.as_bytes(), &set, &opts()).unwrap_err().reason(), "SignatureInvalid");
+    assert_eq!(
+        verify(replayed.as_bytes(), &set, &opts())
+            .unwrap_err()
+            .reason(),
+        "SignatureInvalid"
+    );
     // And a prefixed signature moved into a JWT.
     let prefixed_token = issue(&claims(), &k, None, &prefixed()).unwrap();
-    let payload = URL_SAFE_NO_PAD.decode(&prefixed_token["cz_ent_".len()..]).unwrap();
+    let payload = URL_SAFE_NO_PAD
+        .decode(&prefixed_token["cz_ent_".len()..])
+        .unwrap();
     let sig = &payload[payload.len() - 64..];
     let forged = format!("{}.{}.{}", b64(&header), b64(&claims_json), b64(sig));
-    assert_eq!(verify(forged.as_bytes(), &set, &opts()).unwrap_err().reason(), "SignatureInvalid");
+    assert_eq!(
+        verify(forged.as_bytes(), &set, &opts())
+            .unwrap_err()
+            .reason(),
+        "SignatureInvalid"
+    );
     // And a prefixed token moved under another vendor prefix.
     let moved = prefixed_token.replacen("cz_ent_", "cz_dev_", 1);
-    assert_eq!(verify(moved.as_bytes(), &set, &opts()).unwrap_err().reason(), "SignatureInvalid");
+    assert_eq!(
+        verify(moved.as_bytes(), &set, &opts())
+            .unwrap_err()
+            .reason(),
+        "SignatureInvalid"
+    );
 }
 
 #[test]
@@ -314,7 +458,11 @@ fn errors_never_contain_the_token() {
     let set = keyset(&[("other", &key(9))]);
     for format in [Format::Jwt, prefixed()] {
         let token = issue(&claims(), &k, Some("v1"), &format).unwrap();
-        for input in [token.clone(), token.replace('.', ".x"), format!("{token}AA")] {
+        for input in [
+            token.clone(),
+            token.replace('.', ".x"),
+            format!("{token}AA"),
+        ] {
             let err = verify(input.as_bytes(), &set, &opts()).unwrap_err();
             let shown = format!("{err} {err:?}");
             let body = &token[token.len() - 40..];
@@ -328,11 +476,33 @@ fn issue_refuses_bad_input() {
     let k = key(1);
     let mut c = claims();
     c.extra.0.insert("exp".into(), serde_json::json!(1));
-    assert_eq!(issue(&c, &k, None, &Format::Jwt), Err(IssueError::ReservedClaim("exp".into())));
-    assert!(matches!(issue(&claims(), &k, None, &Format::Prefixed { prefix: "CZ_".into() }), Err(IssueError::InvalidPrefix(_))));
-    assert!(matches!(issue(&claims(), &k, Some("bad kid"), &Format::Jwt), Err(IssueError::InvalidKeyId(_))));
-    let c = Claims { exp: Some(NOW - 7200), ..claims() };
-    assert!(matches!(issue(&c, &k, None, &Format::Jwt), Err(IssueError::InvalidClaims(_))));
+    assert_eq!(
+        issue(&c, &k, None, &Format::Jwt),
+        Err(IssueError::ReservedClaim("exp".into()))
+    );
+    assert!(matches!(
+        issue(
+            &claims(),
+            &k,
+            None,
+            &Format::Prefixed {
+                prefix: "CZ_".into()
+            }
+        ),
+        Err(IssueError::InvalidPrefix(_))
+    ));
+    assert!(matches!(
+        issue(&claims(), &k, Some("bad kid"), &Format::Jwt),
+        Err(IssueError::InvalidKeyId(_))
+    ));
+    let c = Claims {
+        exp: Some(NOW - 7200),
+        ..claims()
+    };
+    assert!(matches!(
+        issue(&c, &k, None, &Format::Jwt),
+        Err(IssueError::InvalidClaims(_))
+    ));
 }
 
 // ---- property tests ----------------------------------------------------------------------------

@@ -8,8 +8,8 @@ use std::fmt;
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 
-use super::claims::{Header, from_json};
 use super::VerifyError;
+use super::claims::{Header, from_json};
 
 /// Tokens above this size are refused before any decoding.
 pub const MAX_TOKEN_BYTES: usize = 64 * 1024;
@@ -60,10 +60,17 @@ pub fn trim(token: &[u8]) -> &[u8] {
 
 pub fn decode(token: &[u8]) -> Result<Decoded, VerifyError> {
     if token.len() > MAX_TOKEN_BYTES {
-        return Err(VerifyError::TooLarge { len: token.len(), max: MAX_TOKEN_BYTES });
+        return Err(VerifyError::TooLarge {
+            len: token.len(),
+            max: MAX_TOKEN_BYTES,
+        });
     }
-    let text = std::str::from_utf8(trim(token))
-        .map_err(|e| VerifyError::malformed(format!("not UTF-8 text (invalid byte at offset {})", e.valid_up_to())))?;
+    let text = std::str::from_utf8(trim(token)).map_err(|e| {
+        VerifyError::malformed(format!(
+            "not UTF-8 text (invalid byte at offset {})",
+            e.valid_up_to()
+        ))
+    })?;
     if text.is_empty() {
         return Err(VerifyError::malformed("empty"));
     }
@@ -107,7 +114,10 @@ fn b64(part: &str, what: &str) -> Result<Vec<u8>, VerifyError> {
 impl Decoded {
     pub fn ed25519_signature(&self) -> Result<[u8; SIGNATURE_LEN], VerifyError> {
         self.signature.as_slice().try_into().map_err(|_| {
-            VerifyError::malformed(format!("signature is {} bytes, not {SIGNATURE_LEN}", self.signature.len()))
+            VerifyError::malformed(format!(
+                "signature is {} bytes, not {SIGNATURE_LEN}",
+                self.signature.len()
+            ))
         })
     }
 }
@@ -148,16 +158,26 @@ fn decode_prefixed(prefix: &str, payload_b64: &str) -> Result<Decoded, VerifyErr
     let (header_json, rest) = rest.split_at(header_len);
     let header: Header = from_json("token header", header_json)?;
     if header.typ.as_deref() != Some(PREFIXED_TYP) {
-        return Err(VerifyError::malformed(format!("token header typ is not {PREFIXED_TYP:?}")));
+        return Err(VerifyError::malformed(format!(
+            "token header typ is not {PREFIXED_TYP:?}"
+        )));
     }
     // The signature is the tail; its length is known only for EdDSA, which the header must name.
-    let signature_len = if header.alg == "EdDSA" { SIGNATURE_LEN } else { 0 };
+    let signature_len = if header.alg == "EdDSA" {
+        SIGNATURE_LEN
+    } else {
+        0
+    };
     if rest.len() < signature_len {
-        return Err(VerifyError::malformed("token payload is too short to hold a signature"));
+        return Err(VerifyError::malformed(
+            "token payload is too short to hold a signature",
+        ));
     }
     let (claims_json, signature) = rest.split_at(rest.len() - signature_len);
     Ok(Decoded {
-        format: Format::Prefixed { prefix: prefix.to_string() },
+        format: Format::Prefixed {
+            prefix: prefix.to_string(),
+        },
         header,
         signed_message: prefixed_signed_message(prefix, &payload[..payload.len() - signature_len]),
         signature: signature.to_vec(),
@@ -168,7 +188,8 @@ fn decode_prefixed(prefix: &str, payload_b64: &str) -> Result<Decoded, VerifyErr
 /// The exact bytes a prefixed token's signature covers: tag, prefix, NUL, then the payload up to
 /// the signature.
 pub fn prefixed_signed_message(prefix: &str, unsigned_payload: &[u8]) -> Vec<u8> {
-    let mut message = Vec::with_capacity(PREFIXED_SIGNING_TAG.len() + prefix.len() + 1 + unsigned_payload.len());
+    let mut message =
+        Vec::with_capacity(PREFIXED_SIGNING_TAG.len() + prefix.len() + 1 + unsigned_payload.len());
     message.extend_from_slice(PREFIXED_SIGNING_TAG);
     message.extend_from_slice(prefix.as_bytes());
     message.push(0);
@@ -177,8 +198,12 @@ pub fn prefixed_signed_message(prefix: &str, unsigned_payload: &[u8]) -> Vec<u8>
 }
 
 /// Builds the unsigned part of a prefixed payload: header length, header, claims.
-pub fn prefixed_unsigned_payload(header_json: &[u8], claims_json: &[u8]) -> Result<Vec<u8>, String> {
-    let header_len = u16::try_from(header_json.len()).map_err(|_| "header over 65535 bytes".to_string())?;
+pub fn prefixed_unsigned_payload(
+    header_json: &[u8],
+    claims_json: &[u8],
+) -> Result<Vec<u8>, String> {
+    let header_len =
+        u16::try_from(header_json.len()).map_err(|_| "header over 65535 bytes".to_string())?;
     let mut payload = Vec::with_capacity(2 + header_json.len() + claims_json.len() + SIGNATURE_LEN);
     payload.extend_from_slice(&header_len.to_be_bytes());
     payload.extend_from_slice(header_json);
@@ -199,7 +224,16 @@ mod tests {
         assert_eq!(prefix_len("cz_ent_AAAA"), Some(7));
         assert_eq!(prefix_len("cz_ent_AA_b"), Some(7));
         assert_eq!(prefix_len("a1_b2_"), Some(6));
-        for bad in ["Cz_ent_x", "1z_ent_x", "_ent_x", "cz__x", "cz_Ent_x", "czent", "cz_ent", "c-z_ent_x"] {
+        for bad in [
+            "Cz_ent_x",
+            "1z_ent_x",
+            "_ent_x",
+            "cz__x",
+            "cz_Ent_x",
+            "czent",
+            "cz_ent",
+            "c-z_ent_x",
+        ] {
             assert_eq!(prefix_len(bad), None, "{bad}");
         }
         assert!(is_valid_prefix("cz_ent_"));
@@ -224,20 +258,34 @@ mod tests {
         for (input, expected) in cases {
             let err = decode(input).unwrap_err();
             assert_eq!(err.reason(), "Malformed");
-            assert!(err.to_string().contains(expected), "{:?}: {err}", String::from_utf8_lossy(input));
+            assert!(
+                err.to_string().contains(expected),
+                "{:?}: {err}",
+                String::from_utf8_lossy(input)
+            );
         }
     }
 
     #[test]
     fn oversized() {
         let big = vec![b'a'; MAX_TOKEN_BYTES + 1];
-        assert_eq!(decode(&big).unwrap_err(), VerifyError::TooLarge { len: MAX_TOKEN_BYTES + 1, max: MAX_TOKEN_BYTES });
+        assert_eq!(
+            decode(&big).unwrap_err(),
+            VerifyError::TooLarge {
+                len: MAX_TOKEN_BYTES + 1,
+                max: MAX_TOKEN_BYTES
+            }
+        );
     }
 
     #[test]
     fn signed_messages_of_the_two_formats_never_collide() {
         let prefixed = prefixed_signed_message("cz_ent_", b"{}");
         assert!(prefixed.contains(&0));
-        assert!(!prefixed.iter().all(|b| b.is_ascii_alphanumeric() || *b == b'-' || *b == b'_' || *b == b'.'));
+        assert!(
+            !prefixed
+                .iter()
+                .all(|b| b.is_ascii_alphanumeric() || *b == b'-' || *b == b'_' || *b == b'.')
+        );
     }
 }

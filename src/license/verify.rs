@@ -19,7 +19,11 @@ pub struct VerifyOptions {
 
 impl VerifyOptions {
     pub fn at(now: Timestamp) -> Self {
-        Self { expected_product: None, now, leeway: DEFAULT_LEEWAY }
+        Self {
+            expected_product: None,
+            now,
+            leeway: DEFAULT_LEEWAY,
+        }
     }
 
     pub fn product(mut self, product: Option<impl Into<String>>) -> Self {
@@ -40,7 +44,11 @@ pub struct VerifiedLicense {
 
 /// Verifies a license key offline. Expiry is not an error: it is a lifecycle state, see
 /// [`super::lifecycle`].
-pub fn verify(token: &[u8], keys: &KeySet, options: &VerifyOptions) -> Result<VerifiedLicense, VerifyError> {
+pub fn verify(
+    token: &[u8],
+    keys: &KeySet,
+    options: &VerifyOptions,
+) -> Result<VerifiedLicense, VerifyError> {
     let decoded = token::decode(token)?;
     check_header(&decoded.header)?;
     let key_id = check_signature(&decoded, keys)?;
@@ -49,7 +57,10 @@ pub fn verify(token: &[u8], keys: &KeySet, options: &VerifyOptions) -> Result<Ve
     if let Some(expected) = &options.expected_product
         && claims.aud != *expected
     {
-        return Err(VerifyError::ProductMismatch { expected: expected.clone(), actual: claims.aud });
+        return Err(VerifyError::ProductMismatch {
+            expected: expected.clone(),
+            actual: claims.aud,
+        });
     }
     if let Some(not_before) = claims.valid_from()
         && not_before.duration_since(options.now) > options.leeway
@@ -60,17 +71,26 @@ pub fn verify(token: &[u8], keys: &KeySet, options: &VerifyOptions) -> Result<Ve
             leeway_seconds: options.leeway.as_secs(),
         });
     }
-    Ok(VerifiedLicense { format: decoded.format, key_id, claims, fingerprint: Fingerprint::of(token) })
+    Ok(VerifiedLicense {
+        format: decoded.format,
+        key_id,
+        claims,
+        fingerprint: Fingerprint::of(token),
+    })
 }
 
 fn check_header(header: &super::claims::Header) -> Result<(), VerifyError> {
     // Checked before any key is touched: this is what stops `none`, and HS256 made with the public
     // key as the HMAC secret.
     if header.alg != "EdDSA" {
-        return Err(VerifyError::UnsupportedAlgorithm { alg: header.alg.clone() });
+        return Err(VerifyError::UnsupportedAlgorithm {
+            alg: header.alg.clone(),
+        });
     }
     if header.crit.is_some() {
-        return Err(VerifyError::malformed("header lists critical extensions (\"crit\"), none of which are supported"));
+        return Err(VerifyError::malformed(
+            "header lists critical extensions (\"crit\"), none of which are supported",
+        ));
     }
     Ok(())
 }
@@ -85,13 +105,22 @@ fn check_signature(decoded: &token::Decoded, keys: &KeySet) -> Result<String, Ve
     for key in keys.candidates(kid) {
         tried += 1;
         // verify_strict also refuses weak keys and non-canonical signatures.
-        if key.key().verify_strict(&decoded.signed_message, &signature).is_ok() {
+        if key
+            .key()
+            .verify_strict(&decoded.signed_message, &signature)
+            .is_ok()
+        {
             return Ok(key.id().to_string());
         }
     }
     match kid {
-        Some(kid) if tried == 0 => Err(VerifyError::UnknownKeyId { kid: kid.to_string(), known: keys.ids().join(", ") }),
-        _ => Err(VerifyError::SignatureInvalid { key_id: kid.map(str::to_string) }),
+        Some(kid) if tried == 0 => Err(VerifyError::UnknownKeyId {
+            kid: kid.to_string(),
+            known: keys.ids().join(", "),
+        }),
+        _ => Err(VerifyError::SignatureInvalid {
+            key_id: kid.map(str::to_string),
+        }),
     }
 }
 

@@ -1,0 +1,34 @@
+# Keyward — every developer and CI entry point. `make help` lists them.
+SHELL := /bin/bash
+CARGO ?= cargo
+export PATH := $(CURDIR)/bin:$(PATH)
+
+.PHONY: help tools build test lint unit integration bench demo fuzz crds image clean envtest-start envtest-stop
+
+help: ## Show this help
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
+
+tools: ## Install or locate kube-apiserver, etcd, kubectl, helm (first run builds the API server, ~5 min)
+	@hack/envtest.sh tools
+
+build: ## Build the keyward binary
+	$(CARGO) build --release --locked
+
+lint: ## cargo fmt --check and clippy -D warnings
+	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy --locked --all-targets -- -D warnings
+
+unit: ## Unit and property tests of the pure core (no cluster)
+	$(CARGO) test --locked --lib --bins
+
+test: tools lint ## Everything: lint, unit, property and integration tests on a real API server
+	$(CARGO) test --locked --all-targets
+
+bench: ## Criterion benchmarks; figures go in the README
+	$(CARGO) bench --locked --bench verify
+
+fuzz: ## Fuzz both token parsers (needs cargo-fuzz; FUZZ_TIME seconds, default 60)
+	cd fuzz && RUSTC_BOOTSTRAP=1 cargo fuzz run parse_token seeds -- -max_total_time=$${FUZZ_TIME:-60}
+
+clean: ## Remove build output
+	$(CARGO) clean

@@ -1,0 +1,224 @@
+//! Integration test harness: one real kube-apiserver + etcd per test binary, or a cluster you name.
+//!
+//! * `KEYWARD_TEST_KUBECONFIG=path` — use that control plane (the Makefile's, or your own)
+//!   and its non-admin sibling `KEYWARD_TEST_DEVELOPER_KUBECONFIG` when set.
+//! * `KEYWARD_TEST_USE_EXISTING_CLUSTER=1` — run against the cluster of `KUBECONFIG` (kind, k3d,
+//!   a cloud cluster). Tests that need the test environment's non-admin user are skipped there.
+//! * otherwise — `hack/envtest.sh start` a private control plane, stopped when the binary exits
+//!   (an atexit hook, and the script's own watchdog should the binary be killed).
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::Namespace;
+use kube::api::{DeleteParams, PostParams};
+use kube::config::{KubeConfigOptions, Kubeconfig};
+use kube::{Api, Client, Config};
+
+pub struct TestEnv {
+    pub kubeconfig: Option<PathBuf>,
+    pub developer_kubeconfig: Option<PathBuf>,
+    /// The envtest state directory when this process started the control plane itself.
+    pub dir: Option<PathBuf>,
+}
+
+static ENV: OnceLock<TestEnv> = OnceLock::new();
+
+pub fn repo_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+extern "C" fn stop_control_plane() {
+    if let Some(dir) = ENV.get().and_then(|e| e.dir.as_ref()) {
+        let _ = Command::new(repo_root().join("hack/envtest.sh"))
+            .arg("stop")
+            .arg(dir)
+            .status();
+    }
+}
+
+pub fn env() -> &'static TestEnv {
+    ENV.get_or_init(|| {
+        if let Ok(path) = std::env::var("KEYWARD_TEST_KUBECONFIG") {
+            let developer = std::env::var("KEYWARD_TEST_DEVELOPER_KUBECONFIG")
+                .ok()
+                .map(PathBuf::from)
+                .or_else(|| {
+                    let sibling = Path::new(&path).with_file_name("kubeconfig-developer");
+                    sibling.exists().then_some(sibling)
+                });
+            return TestEnv {
+                kubeconfig: Some(path.into()),
+                developer_kubeconfig: developer,
+                dir: None,
+            };
+        }
+        if std::env::var("KEYWARD_TEST_USE_EXISTING_CLUSTER").as_deref() == Ok("1") {
+            return TestEnv {
+                kubeconfig: None,
+                developer_kubeconfig: None,
+                dir: None,
+            };
+        }
+        let dir = tempfile::Builder::new()
+            .prefix("keyward-envtest-")
+            .tempdir()
+            .expect("temp dir")
+            .keep();
+        let out = Command::new(repo_root().join("hack/envtest.sh"))
+            .arg("start")
+            .arg(&dir)
+            .arg("--owner-pid")
+            .arg(std::process::id().to_string())
+            .output()
+            .expect("run hack/envtest.sh");
+        assert!(
+            out.status.success(),
+            "hack/envtest.sh start failed:\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        // SAFETY: registering a plain extern "C" function with no captured state.
+        unsafe { libc::atexit(stop_control_plane) };
+        TestEnv {
+            kubeconfig: Some(dir.join("kubeconfig")),
+            developer_kubeconfig: Some(dir.join("kubeconfig-developer")),
+            dir: Some(dir),
+        }
+    })
+}
+
+async fn client_from(path: Option<&Path>) -> Client {
+    let config = match path {
+        Some(path) => {
+            let kubeconfig = Kubeconfig::read_from(path).expect("read kubeconfig");
+            Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())
+                .await
+                .expect("kubeconfig")
+        }
+        None => Config::infer().await.expect("KUBECONFIG"),
+    };
+    Client::try_from(config).expect("client")
+}
+
+/// An admin client.
+pub async fn client() -> Client {
+    client_from(env().kubeconfig.as_deref()).await
+}
+
+/// A client for the test environment's non-admin user, when there is one.
+pub async fn developer_client() -> Option<Client> {
+    match &env().developer_kubeconfig {
+        Some(path) => Some(client_from(Some(path)).await),
+        None => None,
+    }
+}
+
+/// Arguments that point kubectl, helm or keyward at the test control plane.
+pub fn kubeconfig_args() -> Vec<String> {
+    env()
+        .kubeconfig
+        .as_ref()
+        .map(|p| vec!["--kubeconfig".into(), p.display().to_string()])
+        .unwrap_or_default()
+}
+
+pub fn kubectl_bin() -> PathBuf {
+    if let Ok(bin) = std::env::var("KUBECTL_BIN") {
+        return bin.into();
+    }
+    let local = repo_root().join("bin/kubectl");
+    if local.exists() {
+        local
+    } else {
+        "kubectl".into()
+    }
+}
+
+pub fn helm_bin() -> PathBuf {
+    if let Ok(bin) = std::env::var("HELM_BIN") {
+        return bin.into();
+    }
+    let local = repo_root().join("bin/helm");
+    if local.exists() { local } else { "helm".into() }
+}
+
+/// Runs kubectl against the test cluster; returns stdout, panics with stderr on failure.
+pub fn kubectl(args: &[&str]) -> String {
+    let out = Command::new(kubectl_bin())
+        .args(kubeconfig_args())
+        .args(args)
+        .output()
+        .expect("run kubectl");
+    assert!(
+        out.status.success(),
+        "kubectl {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).expect("utf-8")
+}
+
+/// A namespace of its own for one test, deleted when dropped (on the test control plane it then
+/// stays Terminating, as there is no namespace controller; the control plane goes away anyway).
+pub struct TestNamespace {
+    pub name: String,
+    client: Client,
+}
+
+impl TestNamespace {
+    pub async fn new(prefix: &str) -> Self {
+        let client = client().await;
+        let mut suffix = [0u8; 4];
+        getrandom::fill(&mut suffix).unwrap();
+        let name = format!(
+            "{prefix}-{}",
+            suffix
+                .iter()
+                .map(|b| format!("{b:02x}"))
+                .collect::<String>()
+        );
+        let ns: Namespace = serde_json::from_value(serde_json::json!({
+            "metadata": {"name": name, "labels": {"keyward.dev/test": "true"}}
+        }))
+        .unwrap();
+        Api::<Namespace>::all(client.clone())
+            .create(&PostParams::default(), &ns)
+            .await
+            .expect("create namespace");
+        Self { name, client }
+    }
+}
+
+impl Drop for TestNamespace {
+    fn drop(&mut self) {
+        let api = Api::<Namespace>::all(self.client.clone());
+        let name = self.name.clone();
+        // Drop cannot await; fire the delete on the current runtime if there is one.
+        if let Ok(handle) = tokio::runtime::Handle::try_current() {
+            handle.spawn(async move {
+                let _ = api.delete(&name, &DeleteParams::default()).await;
+            });
+        }
+    }
+}
+
+/// Polls `check` until it returns `Some`, or panics after `timeout` with `what`.
+pub async fn eventually<T, F, Fut>(what: &str, timeout: Duration, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        if let Some(v) = check().await {
+            return v;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out after {timeout:?} waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}

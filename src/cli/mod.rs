@@ -1,5 +1,7 @@
 //! The `keyward` command line: one module per subcommand, each a thin layer over the library.
 
+mod controller;
+mod crd;
 mod inspect;
 mod issue;
 mod keygen;
@@ -30,6 +32,10 @@ enum Command {
     Issue(Box<issue::Args>),
     /// Decode a license key and, given public keys, verify it.
     Inspect(inspect::Args),
+    /// Run the License controller (the operator).
+    Controller(Box<controller::Args>),
+    /// Print the License CustomResourceDefinition.
+    Crd(crd::Args),
 }
 
 /// An error in how keyward was called or what it was given to read: exit status 2.
@@ -47,6 +53,8 @@ pub fn main() -> ExitCode {
         Command::Keygen(args) => keygen::run(args),
         Command::Issue(args) => issue::run(*args),
         Command::Inspect(args) => inspect::run(args),
+        Command::Controller(args) => controller::run(*args),
+        Command::Crd(args) => crd::run(args),
     };
     match result {
         Ok(code) => code,

@@ -1,0 +1,219 @@
+//! `licenses.keyward.dev/v1alpha1`: the License custom resource.
+//!
+//! The schema avoids CEL (`x-kubernetes-validations`) so the CRD applies on Kubernetes 1.20;
+//! the controller validates instead.
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
+use kube::CustomResource;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+/// A software license key, held in a Secret, that Keyward verifies and tracks.
+// Each printcolumn(...) repeats `type_ = ...`, which clippy mistakes for a duplicated attribute.
+#[allow(clippy::duplicated_attributes)]
+#[derive(CustomResource, Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
+#[kube(
+    group = "keyward.dev",
+    version = "v1alpha1",
+    kind = "License",
+    plural = "licenses",
+    shortname = "lic",
+    category = "keyward",
+    namespaced,
+    status = "LicenseStatus",
+    printcolumn(
+        name = "State",
+        type_ = "string",
+        json_path = ".status.state",
+        description = "Lifecycle state"
+    ),
+    printcolumn(name = "Licensee", type_ = "string", json_path = ".status.licensee"),
+    printcolumn(name = "Tier", type_ = "string", json_path = ".status.tier"),
+    printcolumn(
+        name = "Expires",
+        type_ = "string",
+        json_path = ".status.expiresAt",
+        description = "Expiry (RFC 3339)"
+    ),
+    printcolumn(
+        name = "Age",
+        type_ = "date",
+        json_path = ".metadata.creationTimestamp"
+    ),
+    printcolumn(
+        name = "Features",
+        type_ = "string",
+        json_path = ".status.features",
+        priority = "1"
+    ),
+    printcolumn(
+        name = "Seats",
+        type_ = "string",
+        json_path = ".status.seats.summary",
+        priority = "1"
+    ),
+    printcolumn(
+        name = "Key-ID",
+        type_ = "string",
+        json_path = ".status.keyId",
+        priority = "1"
+    )
+)]
+#[serde(rename_all = "camelCase")]
+pub struct LicenseSpec {
+    /// The Secret, in the License's namespace, that holds the license key.
+    pub secret_ref: SecretKeyRef,
+    /// The product the key must be issued for (its `aud` claim).
+    pub product: String,
+}
+
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SecretKeyRef {
+    /// Name of the Secret.
+    pub name: String,
+    /// Data key within the Secret.
+    #[serde(default = "default_secret_key")]
+    pub key: String,
+}
+
+pub fn default_secret_key() -> String {
+    "license".to_string()
+}
+
+#[derive(Deserialize, Serialize, Clone, Copy, Debug, PartialEq, Eq, Hash, JsonSchema)]
+pub enum LicenseState {
+    /// Not evaluated yet, or valid only from a later instant.
+    Pending,
+    Active,
+    Warning,
+    Grace,
+    ReadOnly,
+    /// The key was refused; see the Valid condition.
+    Invalid,
+}
+
+impl LicenseState {
+    pub const ALL: [LicenseState; 6] = [
+        LicenseState::Pending,
+        LicenseState::Active,
+        LicenseState::Warning,
+        LicenseState::Grace,
+        LicenseState::ReadOnly,
+        LicenseState::Invalid,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LicenseState::Pending => "Pending",
+            LicenseState::Active => "Active",
+            LicenseState::Warning => "Warning",
+            LicenseState::Grace => "Grace",
+            LicenseState::ReadOnly => "ReadOnly",
+            LicenseState::Invalid => "Invalid",
+        }
+    }
+}
+
+impl From<crate::license::State> for LicenseState {
+    fn from(s: crate::license::State) -> Self {
+        use crate::license::State;
+        match s {
+            State::Active => LicenseState::Active,
+            State::Warning => LicenseState::Warning,
+            State::Grace => LicenseState::Grace,
+            State::ReadOnly => LicenseState::ReadOnly,
+        }
+    }
+}
+
+impl std::fmt::Display for LicenseState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Observed state of a License. Times are RFC 3339 strings.
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct LicenseStatus {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub state: Option<LicenseState>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub licensee: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub product: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tier: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub features: Option<Vec<String>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seats: Option<SeatsStatus>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub license_id: Option<String>,
+    /// Id of the trusted vendor key that verified the license.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key_id: Option<String>,
+    /// Short SHA-256 of the key: identifies it without revealing it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key_fingerprint: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub issued_at: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub warning_at: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_at: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub grace_ends_at: Option<String>,
+    /// When the state changes next, exactly.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_transition_at: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub conditions: Vec<Condition>,
+    /// The last license that verified, kept while the current key is refused.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_good: Option<LastGood>,
+    /// The last daily expiry notice sent, so restarts do not repeat it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_notice: Option<LastNotice>,
+}
+
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SeatsStatus {
+    /// Seats the key grants; absent means unlimited.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub entitled: Option<u64>,
+    /// `used/entitled` for display.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub summary: Option<String>,
+}
+
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct LastGood {
+    pub key_fingerprint: String,
+    pub licensee: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_at: Option<String>,
+}
+
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct LastNotice {
+    pub key_fingerprint: String,
+    pub days_left: i64,
+    pub sent_at: String,
+}
+
+impl License {
+    pub fn status_condition(&self, type_: &str) -> Option<&Condition> {
+        self.status
+            .as_ref()?
+            .conditions
+            .iter()
+            .find(|c| c.type_ == type_)
+    }
+}

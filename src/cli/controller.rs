@@ -1,0 +1,125 @@
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use kube::config::{KubeConfigOptions, Kubeconfig};
+use kube::{Client, Config};
+use tracing::info;
+
+use crate::controller::trust::TrustStore;
+use crate::controller::{RunOptions, Settings};
+use crate::license::Policy;
+use crate::license::humanize::parse_duration;
+use crate::telemetry::logging::{self, LogFormat};
+use crate::telemetry::{Metrics, Readiness, http};
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// Kubeconfig to use; default: in-cluster, else $KUBECONFIG, else ~/.kube/config.
+    #[arg(long, env = "KEYWARD_KUBECONFIG", value_name = "PATH")]
+    kubeconfig: Option<PathBuf>,
+    /// Directory of trusted vendor public keys, one `<kid>.pem` per key; re-read while running.
+    #[arg(long, env = "KEYWARD_TRUSTED_KEYS", value_name = "DIR")]
+    trusted_keys: PathBuf,
+    /// Watch only this namespace (default: all namespaces).
+    #[arg(long, env = "KEYWARD_NAMESPACE", value_name = "NS")]
+    namespace: Option<String>,
+    /// Address of the Prometheus /metrics endpoint.
+    #[arg(long, env = "KEYWARD_METRICS_ADDR", default_value = "0.0.0.0:8080")]
+    metrics_addr: SocketAddr,
+    /// Address of the /healthz and /readyz endpoints.
+    #[arg(long, env = "KEYWARD_HEALTH_ADDR", default_value = "0.0.0.0:8081")]
+    health_addr: SocketAddr,
+    #[arg(long, env = "KEYWARD_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
+    /// Warning window for keys that do not sign their own `warn`.
+    #[arg(long, env = "KEYWARD_DEFAULT_WARN", default_value = "30d", value_parser = parse_duration)]
+    default_warn: jiff::SignedDuration,
+    /// Grace period for keys that do not sign their own `grace`.
+    #[arg(long, env = "KEYWARD_DEFAULT_GRACE", default_value = "14d", value_parser = parse_duration)]
+    default_grace: jiff::SignedDuration,
+    /// How often to re-read the trusted keys directory.
+    #[arg(long, env = "KEYWARD_TRUST_RELOAD_INTERVAL", default_value = "5s", value_parser = parse_duration)]
+    trust_reload_interval: jiff::SignedDuration,
+}
+
+pub fn run(args: Args) -> anyhow::Result<ExitCode> {
+    logging::init(args.log_format);
+    let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
+    runtime.block_on(run_async(args))?;
+    Ok(ExitCode::SUCCESS)
+}
+
+pub async fn client(kubeconfig: Option<&PathBuf>) -> anyhow::Result<Client> {
+    let config = match kubeconfig {
+        Some(path) => {
+            let kubeconfig = Kubeconfig::read_from(path)
+                .with_context(|| format!("reading {}", path.display()))?;
+            Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default()).await?
+        }
+        None => Config::infer().await.context(
+            "no Kubernetes configuration found (in-cluster, $KUBECONFIG or ~/.kube/config)",
+        )?,
+    };
+    Client::try_from(config).context("building the Kubernetes client")
+}
+
+/// This replica's identity: the pod name in a cluster, else the host name.
+fn instance() -> String {
+    std::env::var("POD_NAME")
+        .ok()
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| {
+            std::fs::read_to_string("/proc/sys/kernel/hostname")
+                .map(|h| h.trim().to_string())
+                .unwrap_or_else(|_| "keyward".into())
+        })
+}
+
+async fn shutdown_signal() {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .expect("SIGTERM handler");
+    tokio::select! {
+        _ = term.recv() => info!("SIGTERM received; shutting down"),
+        _ = tokio::signal::ctrl_c() => info!("interrupt received; shutting down"),
+    }
+}
+
+async fn run_async(args: Args) -> anyhow::Result<()> {
+    let trust = TrustStore::load(&args.trusted_keys)
+        .with_context(|| format!("loading trusted keys from {}", args.trusted_keys.display()))
+        .map_err(super::usage)?;
+    let client = client(args.kubeconfig.as_ref()).await?;
+    let metrics = Arc::new(Metrics::default());
+    let ready = Readiness::default();
+    let metrics_listener = http::bind(args.metrics_addr)
+        .await
+        .with_context(|| format!("binding {}", args.metrics_addr))?;
+    let health_listener = http::bind(args.health_addr)
+        .await
+        .with_context(|| format!("binding {}", args.health_addr))?;
+    info!(metrics = %metrics_listener.local_addr()?, health = %health_listener.local_addr()?, keys = ?trust.current().ids(), "keyward controller starting");
+    tokio::spawn(http::serve_metrics(metrics_listener, metrics.clone()));
+    tokio::spawn(http::serve_health(health_listener, ready.clone()));
+    let options = RunOptions {
+        namespace: args.namespace,
+        trust,
+        trust_reload_interval: args
+            .trust_reload_interval
+            .unsigned_abs()
+            .max(Duration::from_millis(100)),
+        settings: Settings {
+            policy: Policy {
+                warn: args.default_warn,
+                grace: args.default_grace,
+                ..Policy::default()
+            },
+        },
+        instance: instance(),
+    };
+    crate::controller::run(client, options, metrics, ready, shutdown_signal()).await;
+    Ok(())
+}

@@ -1,0 +1,26 @@
+use std::sync::Arc;
+
+use kube::Client;
+use kube::runtime::events::Recorder;
+
+use super::secret_index::SecretIndex;
+use super::trust::TrustStore;
+use crate::license::Policy;
+use crate::telemetry::Metrics;
+
+/// Operator settings that reconciles read.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// Enforcement policy for keys that do not sign their own `warn`/`grace`.
+    pub policy: Policy,
+}
+
+/// Shared by every reconcile.
+pub struct Context {
+    pub client: Client,
+    pub trust: TrustStore,
+    pub recorder: Recorder,
+    pub metrics: Arc<Metrics>,
+    pub secret_index: SecretIndex,
+    pub settings: Settings,
+}

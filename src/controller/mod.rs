@@ -1,0 +1,145 @@
+//! The License controller, built on kube-runtime: a `Controller` over Licenses that also wakes on
+//! changes to the Secrets they reference and to the trusted keys.
+
+mod context;
+mod error;
+pub mod key_source;
+pub mod reconcile;
+mod secret_index;
+pub mod status;
+pub mod trust;
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::StreamExt;
+use k8s_openapi::api::core::v1::Secret;
+use kube::core::PartialObjectMeta;
+use kube::runtime::events::{Recorder, Reporter};
+use kube::runtime::reflector::ObjectRef;
+use kube::runtime::{Controller, watcher};
+use kube::{Api, Client, ResourceExt};
+use tracing::{info, warn};
+
+pub use context::{Context, Settings};
+pub use error::Error;
+use secret_index::SecretIndex;
+use trust::TrustStore;
+
+use crate::api::v1alpha1::License;
+use crate::telemetry::{Metrics, Readiness};
+
+pub const CONTROLLER_NAME: &str = "keyward";
+
+pub struct RunOptions {
+    /// Watch one namespace, or all when `None`.
+    pub namespace: Option<String>,
+    pub trust: TrustStore,
+    pub trust_reload_interval: Duration,
+    pub settings: Settings,
+    /// This replica's identity, shown as the events' reporting instance.
+    pub instance: String,
+}
+
+fn api<K>(client: &Client, namespace: Option<&str>) -> Api<K>
+where
+    K: kube::Resource<Scope = kube::core::NamespaceResourceScope, DynamicType = ()>,
+{
+    match namespace {
+        Some(ns) => Api::namespaced(client.clone(), ns),
+        None => Api::all(client.clone()),
+    }
+}
+
+/// Runs the controller until `shutdown` resolves.
+pub async fn run(
+    client: Client,
+    options: RunOptions,
+    metrics: Arc<Metrics>,
+    ready: Readiness,
+    shutdown: impl Future<Output = ()> + Send + Sync + 'static,
+) {
+    let namespace = options.namespace.as_deref();
+    let licenses: Api<License> = api(&client, namespace);
+    // Only Secret metadata is watched, so memory does not grow with unrelated Secrets' payloads;
+    // the referenced Secret's data is read on demand in the reconcile.
+    let secret_metadata: Api<PartialObjectMeta<Secret>> = api(&client, namespace);
+    let secret_index = SecretIndex::default();
+
+    metrics.trusted_keys(options.trust.current().len());
+    if options.trust.current().is_empty() {
+        warn!(
+            "no trusted vendor keys are configured: every License will be Invalid (NoTrustedKeys)"
+        );
+    }
+    let (trust_changed, trust_changes) = futures::channel::mpsc::unbounded::<()>();
+    {
+        let metrics_ok = metrics.clone();
+        let metrics_err = metrics.clone();
+        tokio::spawn(options.trust.clone().watch(
+            options.trust_reload_interval,
+            move |keys| {
+                info!(keys = ?keys.ids(), "trusted vendor keys changed; re-verifying every License");
+                metrics_ok.trusted_keys(keys.len());
+                let _ = trust_changed.unbounded_send(());
+            },
+            move |e| {
+                warn!(error = %e, "could not re-read the trusted keys; keeping the keys in force");
+                metrics_err.trust_reload_failed();
+            },
+        ));
+    }
+
+    let index = secret_index.clone();
+    let context = Arc::new(Context {
+        client: client.clone(),
+        trust: options.trust,
+        recorder: Recorder::new(
+            client,
+            Reporter {
+                controller: CONTROLLER_NAME.into(),
+                instance: Some(options.instance),
+            },
+        ),
+        metrics,
+        secret_index,
+        settings: options.settings,
+    });
+    let controller = Controller::new(licenses, watcher::Config::default())
+        .watches(secret_metadata, watcher::Config::default(), move |secret| {
+            let namespace = secret.namespace().unwrap_or_default();
+            index
+                .licenses_for(&namespace, &secret.name_any())
+                .into_iter()
+                .map(move |license| ObjectRef::<License>::new(&license).within(&namespace))
+                .collect::<Vec<_>>()
+        })
+        .reconcile_all_on(trust_changes)
+        .graceful_shutdown_on(shutdown);
+    let store = controller.store();
+    tokio::spawn(async move {
+        // The store's readiness is one oneshot receiver that wakes only its latest poller, and the
+        // controller's runner waits on it too: re-poll rather than wait once.
+        loop {
+            match tokio::time::timeout(Duration::from_millis(200), store.wait_until_ready()).await {
+                Ok(Ok(())) => {
+                    info!("License cache synced; ready");
+                    ready.set_ready();
+                    return;
+                }
+                Ok(Err(e)) => return warn!(error = %e, "License cache never synced"),
+                Err(_) => continue,
+            }
+        }
+    });
+    info!(
+        namespace = namespace.unwrap_or("<all>"),
+        "controller started"
+    );
+    controller
+        .run(reconcile::reconcile, reconcile::error_policy, context)
+        .for_each(|_| futures::future::ready(()))
+        .await;
+    info!("controller stopped");
+}

@@ -1,0 +1,388 @@
+//! The `keyward` command-line contract: keygen, issue, inspect, exit codes, JSON output.
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+use serde_json::Value;
+
+fn keyward(args: &[&str], cwd: &Path) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_keyward"))
+        .args(args)
+        .current_dir(cwd)
+        .output()
+        .unwrap()
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8(o.stdout.clone()).unwrap()
+}
+
+fn keygen(dir: &Path, name: &str, kid: Option<&str>) -> String {
+    let private = format!("{name}.key");
+    let public = format!("{name}.pub");
+    let mut args = vec!["keygen", "--private-key", &private, "--public-key", &public];
+    if let Some(kid) = kid {
+        args.extend(["--kid", kid]);
+    }
+    let out = keyward(&args, dir);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    stdout(&out).trim().to_string()
+}
+
+fn issue(dir: &Path, extra: &[&str]) -> String {
+    let mut args = vec![
+        "issue",
+        "--signing-key",
+        "vendor.key",
+        "--licensee",
+        "Acme Corp",
+        "--product",
+        "zizq",
+    ];
+    args.extend(extra);
+    let out = keyward(&args, dir);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    stdout(&out).trim().to_string()
+}
+
+fn inspect_json(dir: &Path, args: &[&str]) -> (i32, Value) {
+    let mut all = vec!["inspect"];
+    all.extend(args);
+    all.extend(["-o", "json"]);
+    let out = keyward(&all, dir);
+    (
+        out.status.code().unwrap(),
+        serde_json::from_slice(&out.stdout).unwrap(),
+    )
+}
+
+#[test]
+fn keygen_writes_an_owner_only_private_key_and_prints_the_key_id() {
+    let dir = tempfile::tempdir().unwrap();
+    let kid = keygen(dir.path(), "vendor", None);
+    assert_eq!(kid.len(), 16);
+    assert!(kid.bytes().all(|b| b.is_ascii_hexdigit()));
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(dir.path().join("vendor.key"))
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o600);
+    let private = std::fs::read_to_string(dir.path().join("vendor.key")).unwrap();
+    assert!(private.starts_with("-----BEGIN PRIVATE KEY-----"));
+    let public = std::fs::read_to_string(dir.path().join("vendor.pub")).unwrap();
+    assert!(public.starts_with("-----BEGIN PUBLIC KEY-----"));
+    // Never overwrites an existing key by accident.
+    let again = keyward(
+        &[
+            "keygen",
+            "--private-key",
+            "vendor.key",
+            "--public-key",
+            "x.pub",
+        ],
+        dir.path(),
+    );
+    assert_eq!(again.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&again.stderr).contains("vendor.key"));
+    assert_eq!(
+        keygen(dir.path(), "named", Some("vendor-2026")),
+        "vendor-2026"
+    );
+}
+
+#[test]
+fn issue_then_inspect_both_formats() {
+    let dir = tempfile::tempdir().unwrap();
+    let kid = keygen(dir.path(), "vendor", None);
+    for format in ["jwt", "prefixed"] {
+        let token = issue(
+            dir.path(),
+            &[
+                "--issued-at",
+                "2026-01-01T00:00:00Z",
+                "--valid-for",
+                "365d",
+                "--tier",
+                "pro",
+                "--features",
+                "queues,sso",
+                "--seats",
+                "25",
+                "--format",
+                format,
+                "--grace",
+                "7d",
+                "--extra",
+                r#"{"max_queues":50}"#,
+            ],
+        );
+        if format == "prefixed" {
+            assert!(token.starts_with("cz_ent_"));
+        } else {
+            assert_eq!(token.split('.').count(), 3);
+        }
+        let (code, json) = inspect_json(
+            dir.path(),
+            &[
+                &token,
+                "--public-key",
+                "vendor.pub",
+                "--product",
+                "zizq",
+                "--at",
+                "2026-01-01T00:00:00Z",
+            ],
+        );
+        assert_eq!(code, 0, "{json}");
+        assert_eq!(json["valid"], true);
+        assert_eq!(json["state"], "Active");
+        assert_eq!(json["licensee"], "Acme Corp");
+        assert_eq!(json["product"], "zizq");
+        assert_eq!(json["tier"], "pro");
+        assert_eq!(json["features"], serde_json::json!(["queues", "sso"]));
+        assert_eq!(json["seats"], 25);
+        assert_eq!(json["keyId"], kid.as_str());
+        assert_eq!(json["extra"]["max_queues"], 50);
+        assert_eq!(json["remaining"], "1year");
+        let issued: jiff::Timestamp = json["issuedAt"].as_str().unwrap().parse().unwrap();
+        let expires: jiff::Timestamp = json["expiresAt"].as_str().unwrap().parse().unwrap();
+        let grace_ends: jiff::Timestamp = json["graceEndsAt"].as_str().unwrap().parse().unwrap();
+        assert_eq!(expires.duration_since(issued).as_hours(), 365 * 24);
+        assert_eq!(
+            grace_ends.duration_since(expires).as_hours(),
+            7 * 24,
+            "signed grace wins"
+        );
+        assert_eq!(
+            json["nextTransitionAt"].as_str().unwrap(),
+            json["warningAt"].as_str().unwrap()
+        );
+        assert!(json.get("error").is_none());
+    }
+}
+
+#[test]
+fn inspect_reads_files_and_stdin_and_evaluates_at_an_instant() {
+    let dir = tempfile::tempdir().unwrap();
+    keygen(dir.path(), "vendor", None);
+    let token = issue(
+        dir.path(),
+        &[
+            "--expires",
+            "2027-01-31T00:00:00Z",
+            "--issued-at",
+            "2026-01-01T00:00:00Z",
+        ],
+    );
+    std::fs::write(dir.path().join("lic.txt"), format!("{token}\n")).unwrap();
+    let cases = [
+        ("2026-06-01T00:00:00Z", "Active"),
+        ("2027-01-10T00:00:00Z", "Warning"),
+        ("2027-02-01T00:00:00Z", "Grace"),
+        ("2027-03-01T00:00:00Z", "ReadOnly"),
+    ];
+    for (at, state) in cases {
+        let (code, json) = inspect_json(
+            dir.path(),
+            &["@lic.txt", "--public-key", "vendor.pub", "--at", at],
+        );
+        assert_eq!((code, json["state"].as_str().unwrap()), (0, state), "{at}");
+    }
+    let mut child = Command::new(env!("CARGO_BIN_EXE_keyward"))
+        .args(["inspect", "-", "--public-key", "vendor.pub"])
+        .current_dir(dir.path())
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    use std::io::Write;
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(token.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success());
+    let text = stdout(&out);
+    assert!(
+        text.contains("licensee:    Acme Corp") && text.contains("verified:    yes"),
+        "{text}"
+    );
+}
+
+#[test]
+fn invalid_keys_exit_1_with_a_reason() {
+    let dir = tempfile::tempdir().unwrap();
+    keygen(dir.path(), "vendor", None);
+    keygen(dir.path(), "other", None);
+    let token = issue(dir.path(), &["--valid-for", "30d"]);
+    let (code, json) = inspect_json(dir.path(), &[&token, "--public-key", "other.pub"]);
+    assert_eq!((code, json["valid"].clone()), (1, Value::Bool(false)));
+    assert_eq!(json["error"]["reason"], "UnknownKeyId");
+    assert_eq!(json["state"], "Invalid");
+    let (code, json) = inspect_json(
+        dir.path(),
+        &[&token, "--public-key", "vendor.pub", "--product", "other"],
+    );
+    assert_eq!(
+        (code, json["error"]["reason"].as_str().unwrap()),
+        (1, "ProductMismatch")
+    );
+    let mut flipped = token.clone();
+    flipped.replace_range(20..21, if &token[20..21] == "A" { "B" } else { "A" });
+    let (code, json) = inspect_json(dir.path(), &[&flipped, "--public-key", "vendor.pub"]);
+    assert_eq!(code, 1);
+    assert!(
+        ["SignatureInvalid", "Malformed"].contains(&json["error"]["reason"].as_str().unwrap()),
+        "{json}"
+    );
+    let future = issue(
+        dir.path(),
+        &[
+            "--expires",
+            "2100-01-01T00:00:00Z",
+            "--not-before",
+            "2099-01-01T00:00:00Z",
+        ],
+    );
+    let (_, json) = inspect_json(dir.path(), &[&future, "--public-key", "vendor.pub"]);
+    assert_eq!(json["error"]["reason"], "NotYetValid");
+    let (code, json) = inspect_json(
+        dir.path(),
+        &["x".repeat(70_000).as_str(), "--public-key", "vendor.pub"],
+    );
+    assert_eq!(
+        (code, json["error"]["reason"].as_str().unwrap()),
+        (1, "TooLarge")
+    );
+}
+
+#[test]
+fn without_public_keys_nothing_is_verified() {
+    let dir = tempfile::tempdir().unwrap();
+    keygen(dir.path(), "vendor", None);
+    let token = issue(dir.path(), &["--perpetual"]);
+    let (code, json) = inspect_json(dir.path(), &[&token]);
+    assert_eq!(code, 1);
+    assert_eq!(json["valid"], false);
+    assert_eq!(json["error"]["reason"], "NotVerified");
+    assert_eq!(json["licensee"], "Acme Corp");
+    assert_eq!(json["expiresAt"], Value::Null);
+    let text = stdout(&keyward(&["inspect", &token], dir.path()));
+    assert!(text.contains("NO - no --public-key given"), "{text}");
+}
+
+#[test]
+fn usage_errors_exit_2_with_a_clear_message() {
+    let dir = tempfile::tempdir().unwrap();
+    keygen(dir.path(), "vendor", None);
+    let cases: &[(&[&str], &str)] = &[
+        (&["inspect", "@missing.txt"], "missing.txt"),
+        (&["inspect", "x", "--public-key", "nope.pem"], "nope.pem"),
+        (
+            &[
+                "issue",
+                "--signing-key",
+                "vendor.key",
+                "--licensee",
+                "a",
+                "--product",
+                "b",
+            ],
+            "required",
+        ),
+        (
+            &[
+                "issue",
+                "--signing-key",
+                "vendor.key",
+                "--licensee",
+                "a",
+                "--product",
+                "b",
+                "--valid-for",
+                "soon",
+            ],
+            "not a duration",
+        ),
+        (
+            &[
+                "issue",
+                "--signing-key",
+                "vendor.pub",
+                "--licensee",
+                "a",
+                "--product",
+                "b",
+                "--perpetual",
+            ],
+            "PRIVATE KEY",
+        ),
+        (
+            &[
+                "issue",
+                "--signing-key",
+                "vendor.key",
+                "--licensee",
+                "a",
+                "--product",
+                "b",
+                "--perpetual",
+                "--format",
+                "prefixed",
+                "--prefix",
+                "CZ",
+            ],
+            "prefix",
+        ),
+        (
+            &[
+                "issue",
+                "--signing-key",
+                "vendor.key",
+                "--licensee",
+                "a",
+                "--product",
+                "b",
+                "--perpetual",
+                "--extra",
+                "[1]",
+            ],
+            "JSON object",
+        ),
+        (&["inspect", "x", "--at", "yesterday"], "RFC 3339"),
+    ];
+    for (args, needle) in cases {
+        let out = keyward(args, dir.path());
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {stderr}");
+        assert!(stderr.contains(needle), "{args:?}: {stderr}");
+        assert!(!stderr.contains("panicked"));
+    }
+}
+
+#[test]
+fn secrets_never_reach_the_terminal_on_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    keygen(dir.path(), "vendor", None);
+    let private = std::fs::read_to_string(dir.path().join("vendor.key")).unwrap();
+    let body: String = private.lines().nth(1).unwrap().to_string();
+    let out = keyward(&["inspect", "x", "--public-key", "vendor.key"], dir.path());
+    assert_eq!(out.status.code(), Some(2));
+    let all = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(!all.contains(&body), "private key material leaked: {all}");
+}

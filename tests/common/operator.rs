@@ -1,0 +1,309 @@
+//! The real `keyward controller` binary as a child process, plus a vendor to mint keys for it.
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use ed25519_dalek::SigningKey;
+use jiff::Timestamp;
+use k8s_openapi::api::core::v1::Secret;
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use keyward::api::License;
+use keyward::license::keys::{public_key_to_pem, signing_key_from_seed};
+use keyward::license::{Claims, ExtraClaims, Format, issue};
+use kube::api::{Patch, PatchParams, PostParams};
+use kube::runtime::wait::{await_condition, conditions};
+use kube::{Api, Client};
+use serde_json::json;
+
+use super::{env, eventually};
+
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Applies `crds/` with the real kubectl (so it must apply cleanly on this server's version) and
+/// waits until the CRD is established.
+pub async fn install_crd(client: &Client) {
+    super::kubectl(&[
+        "apply",
+        "-f",
+        &super::repo_root().join("crds").display().to_string(),
+    ]);
+    let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
+    tokio::time::timeout(
+        Duration::from_secs(30),
+        await_condition(
+            crds,
+            "licenses.keyward.dev",
+            conditions::is_crd_established(),
+        ),
+    )
+    .await
+    .expect("CRD established in time")
+    .expect("watch CRD");
+}
+
+pub struct Operator {
+    child: Child,
+    pub metrics_addr: SocketAddr,
+    pub health_addr: SocketAddr,
+    pub log: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl Operator {
+    /// Starts `keyward controller` watching one namespace, trusting the keys in `trust_dir`.
+    pub fn start(namespace: &str, trust_dir: &Path, extra: &[&str]) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("operator.log");
+        let metrics_addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+        let health_addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_keyward"));
+        cmd.arg("controller")
+            .args(
+                env()
+                    .kubeconfig
+                    .as_ref()
+                    .map(|p| vec!["--kubeconfig".to_string(), p.display().to_string()])
+                    .unwrap_or_default(),
+            )
+            .args(["--namespace", namespace])
+            .arg("--trusted-keys")
+            .arg(trust_dir)
+            .args([
+                "--metrics-addr",
+                &metrics_addr.to_string(),
+                "--health-addr",
+                &health_addr.to_string(),
+            ])
+            .args(["--trust-reload-interval", "200ms"])
+            .args(extra)
+            .env("RUST_LOG", "info,keyward=debug")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap());
+        // SAFETY: prctl is async-signal-safe; it makes the child die with the test process.
+        unsafe {
+            cmd.pre_exec(|| {
+                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+                Ok(())
+            });
+        }
+        let child = cmd.spawn().expect("start keyward controller");
+        Self {
+            child,
+            metrics_addr,
+            health_addr,
+            log,
+            _dir: dir,
+        }
+    }
+
+    pub async fn wait_ready(&self) {
+        let addr = self.health_addr;
+        eventually("operator /readyz", Duration::from_secs(30), || async move {
+            http_get(addr, "/readyz")
+                .filter(|(code, _)| *code == 200)
+                .map(|_| ())
+        })
+        .await;
+    }
+
+    pub fn metrics(&self) -> String {
+        http_get(self.metrics_addr, "/metrics")
+            .expect("metrics endpoint")
+            .1
+    }
+
+    /// The value of one sample, e.g. `keyward_reconcile_total`.
+    pub fn metric(&self, sample: &str) -> Option<f64> {
+        self.metrics().lines().find_map(|l| {
+            l.strip_prefix(sample)?
+                .strip_prefix(' ')?
+                .trim()
+                .parse()
+                .ok()
+        })
+    }
+
+    pub fn logs(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// SIGTERM, then wait for a clean exit.
+    pub fn terminate(&mut self) -> std::process::ExitStatus {
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
+        self.child.wait().unwrap()
+    }
+}
+
+impl Drop for Operator {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            eprintln!("--- operator log ---\n{}", self.logs());
+        }
+        self.kill();
+    }
+}
+
+/// Minimal HTTP/1.0 GET for the operator's loopback endpoints.
+pub fn http_get(addr: SocketAddr, path: &str) -> Option<(u16, String)> {
+    let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(1)).ok()?;
+    stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    write!(stream, "GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n").ok()?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response).ok()?;
+    let code = response.split_whitespace().nth(1)?.parse().ok()?;
+    let body = response
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default();
+    Some((code, body))
+}
+
+/// A software vendor: a signing key and a directory the operator trusts.
+pub struct Vendor {
+    pub key: SigningKey,
+    pub kid: String,
+    pub trust_dir: tempfile::TempDir,
+}
+
+impl Vendor {
+    pub fn new(kid: &str) -> Self {
+        let mut seed = [0u8; 32];
+        getrandom::fill(&mut seed).unwrap();
+        let key = signing_key_from_seed(&seed);
+        let trust_dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            trust_dir.path().join(format!("{kid}.pem")),
+            public_key_to_pem(&key.verifying_key()),
+        )
+        .unwrap();
+        Self {
+            key,
+            kid: kid.to_string(),
+            trust_dir,
+        }
+    }
+
+    pub fn claims(&self, product: &str, expires_in_secs: Option<i64>) -> Claims {
+        let now = Timestamp::now().as_second();
+        Claims {
+            sub: "Acme Corp".into(),
+            aud: product.into(),
+            iss: Some("vendor.example".into()),
+            iat: Some(now),
+            nbf: None,
+            exp: expires_in_secs.map(|s| now + s),
+            jti: Some("lic-test".into()),
+            tier: Some("pro".into()),
+            features: vec!["queues".into(), "sso".into()],
+            seats: Some(25),
+            grace: None,
+            warn: None,
+            extra: ExtraClaims::default(),
+        }
+    }
+
+    pub fn sign(&self, claims: &Claims, format: &Format) -> String {
+        issue(claims, &self.key, Some(&self.kid), format).unwrap()
+    }
+
+    pub fn token(&self, product: &str) -> String {
+        self.sign(&self.claims(product, Some(365 * 86_400)), &Format::Jwt)
+    }
+}
+
+pub async fn put_secret(client: &Client, namespace: &str, name: &str, key: &str, value: &[u8]) {
+    let secrets: Api<Secret> = Api::namespaced(client.clone(), namespace);
+    let secret: Secret = serde_json::from_value(json!({
+        "apiVersion": "v1", "kind": "Secret",
+        "metadata": {"name": name},
+        "type": "Opaque",
+        "data": {key: base64_std(value)},
+    }))
+    .unwrap();
+    secrets
+        .patch(
+            name,
+            &PatchParams::apply("keyward-tests").force(),
+            &Patch::Apply(&secret),
+        )
+        .await
+        .expect("apply secret");
+}
+
+fn base64_std(bytes: &[u8]) -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::STANDARD.encode(bytes)
+}
+
+pub async fn create_license(
+    client: &Client,
+    namespace: &str,
+    name: &str,
+    secret: &str,
+    product: &str,
+) -> License {
+    let licenses: Api<License> = Api::namespaced(client.clone(), namespace);
+    let license: License = serde_json::from_value(json!({
+        "apiVersion": "keyward.dev/v1alpha1", "kind": "License",
+        "metadata": {"name": name},
+        "spec": {"secretRef": {"name": secret}, "product": product},
+    }))
+    .unwrap();
+    licenses
+        .create(&PostParams::default(), &license)
+        .await
+        .expect("create license")
+}
+
+/// Waits until the License's status satisfies `check`, returning it.
+pub async fn wait_license(
+    client: &Client,
+    namespace: &str,
+    name: &str,
+    what: &str,
+    check: impl Fn(&License) -> bool,
+) -> License {
+    let licenses: Api<License> = Api::namespaced(client.clone(), namespace);
+    eventually(what, Duration::from_secs(30), || {
+        let licenses = licenses.clone();
+        let check = &check;
+        async move {
+            licenses
+                .get_opt(name)
+                .await
+                .ok()
+                .flatten()
+                .filter(|l| check(l))
+        }
+    })
+    .await
+}
+
+pub fn state(l: &License) -> Option<String> {
+    l.status.as_ref()?.state.map(|s| s.to_string())
+}
+
+pub fn condition(l: &License, type_: &str) -> Option<(String, String)> {
+    l.status_condition(type_)
+        .map(|c| (c.status.clone(), c.reason.clone()))
+}

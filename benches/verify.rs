@@ -8,8 +8,7 @@ use ed25519_dalek::Signer;
 use jiff::Timestamp;
 use keyward::license::keys::signing_key_from_seed;
 use keyward::license::{
-    Claims, ExtraClaims, Format, KeySet, Policy, Timeline, TrustedKey, VerifyOptions,
-    decode_unverified, issue, verify,
+    Claims, ExtraClaims, Format, KeySet, Policy, Timeline, TrustedKey, VerifyOptions, decode_unverified, issue, verify,
 };
 
 fn claims() -> Claims {
@@ -41,8 +40,7 @@ fn bench_verify(c: &mut Criterion) {
     }
     keys.insert(TrustedKey::new(Some("current"), key.verifying_key()).unwrap())
         .unwrap();
-    let options =
-        VerifyOptions::at(Timestamp::from_second(1_800_000_100).unwrap()).product(Some("zizq"));
+    let options = VerifyOptions::at(Timestamp::from_second(1_800_000_100).unwrap()).product(Some("zizq"));
 
     let mut group = c.benchmark_group("verify");
     group.throughput(Throughput::Elements(1));

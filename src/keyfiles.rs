@@ -12,15 +12,9 @@ use crate::license::{KeySet, TrustedKey};
 #[derive(Debug, thiserror::Error)]
 pub enum KeyFileError {
     #[error("cannot read {path}: {source}")]
-    Read {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    Read { path: PathBuf, source: std::io::Error },
     #[error("cannot write {path}: {source}")]
-    Write {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    Write { path: PathBuf, source: std::io::Error },
     #[error("{path}: {source}")]
     Key { path: PathBuf, source: KeyError },
     #[error("{path}: a trusted key file is at most 16 KiB")]
@@ -154,10 +148,7 @@ mod tests {
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt;
-            assert_eq!(
-                fs::metadata(&path).unwrap().permissions().mode() & 0o777,
-                0o600
-            );
+            assert_eq!(fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
         }
         assert!(write_private(&path, b"x", false).is_err());
         assert_eq!(read_signing_key(&path).unwrap().to_bytes(), [1; 32]);

@@ -25,11 +25,7 @@ fn keygen(dir: &Path, name: &str, kid: Option<&str>) -> String {
         args.extend(["--kid", kid]);
     }
     let out = keyward(&args, dir);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     stdout(&out).trim().to_string()
 }
 
@@ -45,11 +41,7 @@ fn issue(dir: &Path, extra: &[&str]) -> String {
     ];
     args.extend(extra);
     let out = keyward(&args, dir);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     stdout(&out).trim().to_string()
 }
 
@@ -58,10 +50,7 @@ fn inspect_json(dir: &Path, args: &[&str]) -> (i32, Value) {
     all.extend(args);
     all.extend(["-o", "json"]);
     let out = keyward(&all, dir);
-    (
-        out.status.code().unwrap(),
-        serde_json::from_slice(&out.stdout).unwrap(),
-    )
+    (out.status.code().unwrap(), serde_json::from_slice(&out.stdout).unwrap())
 }
 
 #[test]
@@ -82,21 +71,12 @@ fn keygen_writes_an_owner_only_private_key_and_prints_the_key_id() {
     assert!(public.starts_with("-----BEGIN PUBLIC KEY-----"));
     // Never overwrites an existing key by accident.
     let again = keyward(
-        &[
-            "keygen",
-            "--private-key",
-            "vendor.key",
-            "--public-key",
-            "x.pub",
-        ],
+        &["keygen", "--private-key", "vendor.key", "--public-key", "x.pub"],
         dir.path(),
     );
     assert_eq!(again.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&again.stderr).contains("vendor.key"));
-    assert_eq!(
-        keygen(dir.path(), "named", Some("vendor-2026")),
-        "vendor-2026"
-    );
+    assert_eq!(keygen(dir.path(), "named", Some("vendor-2026")), "vendor-2026");
 }
 
 #[test]
@@ -191,10 +171,7 @@ fn inspect_reads_files_and_stdin_and_evaluates_at_an_instant() {
         ("2027-03-01T00:00:00Z", "ReadOnly"),
     ];
     for (at, state) in cases {
-        let (code, json) = inspect_json(
-            dir.path(),
-            &["@lic.txt", "--public-key", "vendor.pub", "--at", at],
-        );
+        let (code, json) = inspect_json(dir.path(), &["@lic.txt", "--public-key", "vendor.pub", "--at", at]);
         assert_eq!((code, json["state"].as_str().unwrap()), (0, state), "{at}");
     }
     let mut child = Command::new(env!("CARGO_BIN_EXE_keyward"))
@@ -205,12 +182,7 @@ fn inspect_reads_files_and_stdin_and_evaluates_at_an_instant() {
         .spawn()
         .unwrap();
     use std::io::Write;
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(token.as_bytes())
-        .unwrap();
+    child.stdin.take().unwrap().write_all(token.as_bytes()).unwrap();
     let out = child.wait_with_output().unwrap();
     assert!(out.status.success());
     let text = stdout(&out);
@@ -257,14 +229,8 @@ fn invalid_keys_exit_1_with_a_reason() {
     );
     let (_, json) = inspect_json(dir.path(), &[&future, "--public-key", "vendor.pub"]);
     assert_eq!(json["error"]["reason"], "NotYetValid");
-    let (code, json) = inspect_json(
-        dir.path(),
-        &["x".repeat(70_000).as_str(), "--public-key", "vendor.pub"],
-    );
-    assert_eq!(
-        (code, json["error"]["reason"].as_str().unwrap()),
-        (1, "TooLarge")
-    );
+    let (code, json) = inspect_json(dir.path(), &["x".repeat(70_000).as_str(), "--public-key", "vendor.pub"]);
+    assert_eq!((code, json["error"]["reason"].as_str().unwrap()), (1, "TooLarge"));
 }
 
 #[test]

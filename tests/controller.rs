@@ -35,25 +35,14 @@ async fn event_reasons(client: &Client, namespace: &str, license: &str) -> BTree
 async fn setup(prefix: &str) -> (Client, TestNamespace, Vendor) {
     let client = client().await;
     install_crd(&client).await;
-    (
-        client,
-        TestNamespace::new(prefix).await,
-        Vendor::new("vendor-2026"),
-    )
+    (client, TestNamespace::new(prefix).await, Vendor::new("vendor-2026"))
 }
 
 #[tokio::test]
 async fn a_valid_key_becomes_active_with_every_status_field() {
     let (client, ns, vendor) = setup("active").await;
     let token = vendor.token("zizq");
-    put_secret(
-        &client,
-        &ns.name,
-        "acme-license",
-        "license",
-        token.as_bytes(),
-    )
-    .await;
+    put_secret(&client, &ns.name, "acme-license", "license", token.as_bytes()).await;
     create_license(&client, &ns.name, "acme", "acme-license", "zizq").await;
     let operator = Operator::start(&ns.name, vendor.trust_dir.path(), &[]);
     operator.wait_ready().await;
@@ -85,11 +74,7 @@ async fn a_valid_key_becomes_active_with_every_status_field() {
         &s.next_transition_at,
         &s.warning_at,
     ] {
-        field
-            .as_deref()
-            .unwrap()
-            .parse::<Timestamp>()
-            .expect("RFC 3339");
+        field.as_deref().unwrap().parse::<Timestamp>().expect("RFC 3339");
     }
     assert_eq!(s.observed_generation, l.metadata.generation);
     for (t, status) in [
@@ -129,10 +114,7 @@ async fn a_valid_key_becomes_active_with_every_status_field() {
     let wide = kubectl(&["get", "lic", "-n", &ns.name, "-o", "wide"]);
     let header: Vec<&str> = wide.lines().next().unwrap().split_whitespace().collect();
     assert_eq!(&header[6..], ["FEATURES", "SEATS", "KEY-ID"], "{wide}");
-    assert!(
-        wide.contains("vendor-2026") && wide.contains("25"),
-        "{wide}"
-    );
+    assert!(wide.contains("vendor-2026") && wide.contains("25"), "{wide}");
     let described = kubectl(&["describe", "license", "acme", "-n", &ns.name]);
     assert!(
         described.contains("Validated") && described.contains("Last Good"),
@@ -143,9 +125,7 @@ async fn a_valid_key_becomes_active_with_every_status_field() {
     let metrics = operator.metrics();
     let labels = format!("namespace=\"{}\",name=\"acme\"", ns.name);
     assert!(
-        metrics.contains(&format!(
-            "keyward_license_state{{{labels},state=\"Active\"}} 1"
-        )),
+        metrics.contains(&format!("keyward_license_state{{{labels},state=\"Active\"}} 1")),
         "{metrics}"
     );
     assert!(
@@ -153,16 +133,12 @@ async fn a_valid_key_becomes_active_with_every_status_field() {
         "{metrics}"
     );
     assert!(
-        metrics.contains(&format!(
-            "keyward_license_expiry_timestamp_seconds{{{labels}}}"
-        )),
+        metrics.contains(&format!("keyward_license_expiry_timestamp_seconds{{{labels}}}")),
         "{metrics}"
     );
     let logs = operator.logs();
     assert!(
-        logs.contains("license validated")
-            && logs.contains("licensee=Acme Corp")
-            && logs.contains("remaining="),
+        logs.contains("license validated") && logs.contains("licensee=Acme Corp") && logs.contains("remaining="),
         "{logs}"
     );
 
@@ -170,27 +146,16 @@ async fn a_valid_key_becomes_active_with_every_status_field() {
     let reconciles = operator.metric("keyward_reconcile_total").unwrap();
     let version = l.metadata.resource_version.clone();
     tokio::time::sleep(Duration::from_secs(3)).await;
-    assert_eq!(
-        operator.metric("keyward_reconcile_total").unwrap(),
-        reconciles
-    );
+    assert_eq!(operator.metric("keyward_reconcile_total").unwrap(), reconciles);
     let again: Api<License> = Api::namespaced(client.clone(), &ns.name);
-    assert_eq!(
-        again.get("acme").await.unwrap().metadata.resource_version,
-        version
-    );
+    assert_eq!(again.get("acme").await.unwrap().metadata.resource_version, version);
     // An unrelated Secret changing wakes nothing either.
     put_secret(&client, &ns.name, "unrelated", "x", b"y").await;
     tokio::time::sleep(Duration::from_secs(1)).await;
-    assert_eq!(
-        operator.metric("keyward_reconcile_total").unwrap(),
-        reconciles
-    );
+    assert_eq!(operator.metric("keyward_reconcile_total").unwrap(), reconciles);
 
     assert_eq!(
-        event_reasons(&client, &ns.name, "acme")
-            .await
-            .get("Validated"),
+        event_reasons(&client, &ns.name, "acme").await.get("Validated"),
         Some(&1)
     );
 }
@@ -222,12 +187,9 @@ async fn states_flip_at_the_exact_instants() {
     .await;
 
     let licenses: Api<License> = Api::namespaced(client.clone(), &ns.name);
-    let mut changes = watcher(
-        licenses,
-        watcher::Config::default().fields("metadata.name=short"),
-    )
-    .applied_objects()
-    .boxed();
+    let mut changes = watcher(licenses, watcher::Config::default().fields("metadata.name=short"))
+        .applied_objects()
+        .boxed();
     create_license(&client, &ns.name, "short", "short", "zizq").await;
     let expected = [
         ("Warning", exp - SignedDuration::from_secs(4)),
@@ -275,14 +237,7 @@ async fn states_flip_at_the_exact_instants() {
 #[tokio::test]
 async fn rotation_and_every_refusal_keep_the_last_good_key() {
     let (client, ns, vendor) = setup("refusals").await;
-    put_secret(
-        &client,
-        &ns.name,
-        "lic",
-        "license",
-        vendor.token("zizq").as_bytes(),
-    )
-    .await;
+    put_secret(&client, &ns.name, "lic", "license", vendor.token("zizq").as_bytes()).await;
     create_license(&client, &ns.name, "acme", "lic", "zizq").await;
     let operator = Operator::start(&ns.name, vendor.trust_dir.path(), &[]);
     operator.wait_ready().await;
@@ -307,13 +262,7 @@ async fn rotation_and_every_refusal_keep_the_last_good_key() {
         l.status.as_ref().and_then(|s| s.tier.as_deref()) == Some("enterprise")
     })
     .await;
-    let good_fp = rotated
-        .status
-        .as_ref()
-        .unwrap()
-        .key_fingerprint
-        .clone()
-        .unwrap();
+    let good_fp = rotated.status.as_ref().unwrap().key_fingerprint.clone().unwrap();
     assert_ne!(good_fp, first_fp);
 
     let good = vendor.token("zizq");
@@ -333,14 +282,8 @@ async fn rotation_and_every_refusal_keep_the_last_good_key() {
     let cases: Vec<(&str, Vec<u8>)> = vec![
         ("SignatureInvalid", tampered),
         ("UnsupportedAlgorithm", hs256.into_bytes()),
-        (
-            "ProductMismatch",
-            vendor.token("other-product").into_bytes(),
-        ),
-        (
-            "UnknownKeyId",
-            Vendor::new("stranger").token("zizq").into_bytes(),
-        ),
+        ("ProductMismatch", vendor.token("other-product").into_bytes()),
+        ("UnknownKeyId", Vendor::new("stranger").token("zizq").into_bytes()),
     ];
     for (reason, bytes) in cases {
         put_secret(&client, &ns.name, "lic", "license", &bytes).await;
@@ -367,10 +310,7 @@ async fn rotation_and_every_refusal_keep_the_last_good_key() {
         condition(l, "Valid").map(|c| c.1).as_deref() == Some("SecretNotFound")
     })
     .await;
-    assert_eq!(
-        l.status.unwrap().last_good.unwrap().key_fingerprint,
-        good_fp
-    );
+    assert_eq!(l.status.unwrap().last_good.unwrap().key_fingerprint, good_fp);
     // The key under the wrong data key.
     put_secret(&client, &ns.name, "lic", "licence", good.as_bytes()).await;
     wait_license(&client, &ns.name, "acme", "KeyNotFound", |l| {
@@ -395,11 +335,7 @@ async fn rotation_and_every_refusal_keep_the_last_good_key() {
         "SecretNotFound",
         "KeyNotFound",
     ] {
-        assert_eq!(
-            reasons.get(reason),
-            Some(&1),
-            "{reason} exactly once: {reasons:?}"
-        );
+        assert_eq!(reasons.get(reason), Some(&1), "{reason} exactly once: {reasons:?}");
     }
     assert_eq!(reasons.get("Validated"), Some(&2), "{reasons:?}");
     let logs = operator.logs();
@@ -410,14 +346,7 @@ async fn rotation_and_every_refusal_keep_the_last_good_key() {
 async fn trusted_keys_are_reloaded_without_restart() {
     let (client, ns, vendor) = setup("trust").await;
     let empty = tempfile::tempdir().unwrap();
-    put_secret(
-        &client,
-        &ns.name,
-        "lic",
-        "license",
-        vendor.token("zizq").as_bytes(),
-    )
-    .await;
+    put_secret(&client, &ns.name, "lic", "license", vendor.token("zizq").as_bytes()).await;
     create_license(&client, &ns.name, "acme", "lic", "zizq").await;
     let operator = Operator::start(&ns.name, empty.path(), &[]);
     operator.wait_ready().await;
@@ -439,12 +368,7 @@ async fn trusted_keys_are_reloaded_without_restart() {
     // A broken key file does not take away the keys in force.
     std::fs::write(empty.path().join("broken.pem"), "not a key").unwrap();
     tokio::time::sleep(Duration::from_secs(1)).await;
-    assert!(
-        operator
-            .metric("keyward_trusted_keys_reload_errors_total")
-            .unwrap()
-            >= 1.0
-    );
+    assert!(operator.metric("keyward_trusted_keys_reload_errors_total").unwrap() >= 1.0);
     let l = Api::<License>::namespaced(client.clone(), &ns.name)
         .get("acme")
         .await
@@ -455,14 +379,7 @@ async fn trusted_keys_are_reloaded_without_restart() {
 #[tokio::test]
 async fn sigterm_shuts_down_cleanly_and_deletion_releases_the_license() {
     let (client, ns, vendor) = setup("shutdown").await;
-    put_secret(
-        &client,
-        &ns.name,
-        "lic",
-        "license",
-        vendor.token("zizq").as_bytes(),
-    )
-    .await;
+    put_secret(&client, &ns.name, "lic", "license", vendor.token("zizq").as_bytes()).await;
     create_license(&client, &ns.name, "acme", "lic", "zizq").await;
     let mut operator = Operator::start(&ns.name, vendor.trust_dir.path(), &[]);
     wait_license(&client, &ns.name, "acme", "Active", |l| {
@@ -471,27 +388,13 @@ async fn sigterm_shuts_down_cleanly_and_deletion_releases_the_license() {
     .await;
     // Deleting the License goes through the finalizer and completes.
     let licenses: Api<License> = Api::namespaced(client.clone(), &ns.name);
-    licenses
-        .delete("acme", &DeleteParams::default())
-        .await
-        .unwrap();
+    licenses.delete("acme", &DeleteParams::default()).await.unwrap();
     common::eventually("License gone", Duration::from_secs(20), || {
         let licenses = licenses.clone();
-        async move {
-            licenses
-                .get_opt("acme")
-                .await
-                .unwrap()
-                .is_none()
-                .then_some(())
-        }
+        async move { licenses.get_opt("acme").await.unwrap().is_none().then_some(()) }
     })
     .await;
     let status = operator.terminate();
-    assert!(
-        status.success(),
-        "exit status {status:?}\n{}",
-        operator.logs()
-    );
+    assert!(status.success(), "exit status {status:?}\n{}", operator.logs());
     assert!(operator.logs().contains("controller stopped"));
 }

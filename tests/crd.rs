@@ -2,11 +2,8 @@
 
 #[test]
 fn committed_crd_matches_the_generated_one() {
-    let committed = std::fs::read_to_string(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/crds/licenses.keyward.dev.yaml"
-    ))
-    .unwrap();
+    let committed =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/crds/licenses.keyward.dev.yaml")).unwrap();
     assert!(
         committed == keyward::api::crd_yaml(),
         "crds/licenses.keyward.dev.yaml is stale: run `cargo run -- crd > crds/licenses.keyward.dev.yaml`"

@@ -78,11 +78,7 @@ async fn crd_watch_status_and_printer_columns() {
         .expect("create gadget");
     let seen = tokio::time::timeout(Duration::from_secs(20), async {
         loop {
-            let o = stream
-                .next()
-                .await
-                .expect("stream open")
-                .expect("watch event");
+            let o = stream.next().await.expect("stream open").expect("watch event");
             if o.metadata.name.as_deref() == Some("g1") {
                 return o;
             }
@@ -126,8 +122,5 @@ async fn rbac_refuses_the_non_admin_user() {
     }
     // The admin can.
     let admin: Api<Secret> = Api::namespaced(common::client().await, &ns.name);
-    admin
-        .list(&Default::default())
-        .await
-        .expect("admin lists secrets");
+    admin.list(&Default::default()).await.expect("admin lists secrets");
 }

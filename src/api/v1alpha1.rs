@@ -3,7 +3,7 @@
 //! The schema avoids CEL (`x-kubernetes-validations`) so the CRD applies on Kubernetes 1.20;
 //! the controller validates instead.
 
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, LabelSelector};
 use kube::CustomResource;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -35,29 +35,15 @@ use serde::{Deserialize, Serialize};
         json_path = ".status.expiresAt",
         description = "Expiry (RFC 3339)"
     ),
-    printcolumn(
-        name = "Age",
-        type_ = "date",
-        json_path = ".metadata.creationTimestamp"
-    ),
-    printcolumn(
-        name = "Features",
-        type_ = "string",
-        json_path = ".status.features",
-        priority = "1"
-    ),
+    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp"),
+    printcolumn(name = "Features", type_ = "string", json_path = ".status.features", priority = "1"),
     printcolumn(
         name = "Seats",
         type_ = "string",
         json_path = ".status.seats.summary",
         priority = "1"
     ),
-    printcolumn(
-        name = "Key-ID",
-        type_ = "string",
-        json_path = ".status.keyId",
-        priority = "1"
-    )
+    printcolumn(name = "Key-ID", type_ = "string", json_path = ".status.keyId", priority = "1")
 )]
 #[serde(rename_all = "camelCase")]
 pub struct LicenseSpec {
@@ -65,6 +51,33 @@ pub struct LicenseSpec {
     pub secret_ref: SecretKeyRef,
     /// The product the key must be issued for (its `aud` claim).
     pub product: String,
+    /// Where to deliver the verified key so workloads can mount it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rollout: Option<RolloutSpec>,
+}
+
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RolloutSpec {
+    #[serde(default)]
+    pub targets: Vec<RolloutTarget>,
+}
+
+/// A Secret Keyward keeps in one or more namespaces, holding `license` and `license.json`.
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RolloutTarget {
+    /// One namespace. With neither this nor `namespaceSelector`, the License's own namespace.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub namespace: Option<String>,
+    /// Every namespace whose labels match.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub namespace_selector: Option<LabelSelector>,
+    /// Name of the Secret to create and keep up to date.
+    pub secret_name: String,
+    /// Running Pods to nudge (by annotation) so the kubelet refreshes their mounted Secret promptly.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pod_selector: Option<LabelSelector>,
 }
 
 #[derive(Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
@@ -178,6 +191,38 @@ pub struct LicenseStatus {
     /// The last daily expiry notice sent, so restarts do not repeat it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_notice: Option<LastNotice>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rollout: Option<RolloutStatus>,
+}
+
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RolloutStatus {
+    /// Target Secrets wanted (namespaces × targets).
+    pub targets: u32,
+    /// Target Secrets holding the current key and state.
+    pub up_to_date: u32,
+    /// `upToDate/targets` for display.
+    pub summary: String,
+    /// Revision (content fingerprint) of what was rolled out.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub revision: Option<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub details: Vec<TargetStatus>,
+}
+
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct TargetStatus {
+    pub namespace: String,
+    pub secret_name: String,
+    pub up_to_date: bool,
+    /// Why not, when not: `TargetConflict`, `TargetNotAllowed`, `KeyNotValid`, `WriteFailed`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// Running Pods annotated with the current revision.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pods: Option<u32>,
 }
 
 #[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
@@ -210,10 +255,6 @@ pub struct LastNotice {
 
 impl License {
     pub fn status_condition(&self, type_: &str) -> Option<&Condition> {
-        self.status
-            .as_ref()?
-            .conditions
-            .iter()
-            .find(|c| c.type_ == type_)
+        self.status.as_ref()?.conditions.iter().find(|c| c.type_ == type_)
     }
 }

@@ -7,8 +7,11 @@ use std::time::Duration;
 use anyhow::Context as _;
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::{Client, Config};
+use tokio::sync::watch;
 use tracing::info;
 
+use crate::controller::leader::{self, Ended};
+use crate::controller::rollout::RolloutSettings;
 use crate::controller::trust::TrustStore;
 use crate::controller::{RunOptions, Settings};
 use crate::license::Policy;
@@ -41,6 +44,25 @@ pub struct Args {
     /// Grace period for keys that do not sign their own `grace`.
     #[arg(long, env = "KEYWARD_DEFAULT_GRACE", default_value = "14d", value_parser = parse_duration)]
     default_grace: jiff::SignedDuration,
+    /// Let Licenses in any namespace roll keys out into other namespaces (otherwise only Licenses in
+    /// the operator's own namespace may).
+    #[arg(long, env = "KEYWARD_ALLOW_CROSS_NAMESPACE_TARGETS")]
+    allow_cross_namespace_targets: bool,
+    /// The operator's own namespace, where only administrators create Licenses.
+    #[arg(long, env = "POD_NAMESPACE", value_name = "NS")]
+    operator_namespace: Option<String>,
+    /// Reconcile only Licenses with these labels, e.g. `shard=a`.
+    #[arg(long, env = "KEYWARD_LICENSE_SELECTOR", value_name = "SELECTOR")]
+    license_selector: Option<String>,
+    /// Elect a leader among replicas with a Lease; only the leader reconciles.
+    #[arg(long, env = "KEYWARD_LEADER_ELECT")]
+    leader_elect: bool,
+    /// Namespace of the leader Lease (default: the operator's namespace, POD_NAMESPACE).
+    #[arg(long, env = "KEYWARD_LEADER_ELECTION_NAMESPACE", value_name = "NS")]
+    leader_election_namespace: Option<String>,
+    /// Identity in the leader Lease (default: POD_NAME, else host name and process id).
+    #[arg(long, env = "KEYWARD_LEADER_ELECTION_IDENTITY", value_name = "ID")]
+    leader_election_identity: Option<String>,
     /// How often to re-read the trusted keys directory.
     #[arg(long, env = "KEYWARD_TRUST_RELOAD_INTERVAL", default_value = "5s", value_parser = parse_duration)]
     trust_reload_interval: jiff::SignedDuration,
@@ -49,46 +71,54 @@ pub struct Args {
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     logging::init(args.log_format);
     let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
-    runtime.block_on(run_async(args))?;
-    Ok(ExitCode::SUCCESS)
+    runtime.block_on(run_async(args))
 }
 
 pub async fn client(kubeconfig: Option<&PathBuf>) -> anyhow::Result<Client> {
     let config = match kubeconfig {
         Some(path) => {
-            let kubeconfig = Kubeconfig::read_from(path)
-                .with_context(|| format!("reading {}", path.display()))?;
+            let kubeconfig = Kubeconfig::read_from(path).with_context(|| format!("reading {}", path.display()))?;
             Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default()).await?
         }
-        None => Config::infer().await.context(
-            "no Kubernetes configuration found (in-cluster, $KUBECONFIG or ~/.kube/config)",
-        )?,
+        None => Config::infer()
+            .await
+            .context("no Kubernetes configuration found (in-cluster, $KUBECONFIG or ~/.kube/config)")?,
     };
     Client::try_from(config).context("building the Kubernetes client")
 }
 
-/// This replica's identity: the pod name in a cluster, else the host name.
+/// This replica's identity: the pod name in a cluster, else host name and process id (two
+/// operators on one machine must not share a leader identity).
 fn instance() -> String {
     std::env::var("POD_NAME")
         .ok()
         .filter(|s| !s.is_empty())
         .unwrap_or_else(|| {
-            std::fs::read_to_string("/proc/sys/kernel/hostname")
-                .map(|h| h.trim().to_string())
-                .unwrap_or_else(|_| "keyward".into())
+            let host = std::fs::read_to_string("/proc/sys/kernel/hostname").map(|h| h.trim().to_string());
+            format!("{}-{}", host.unwrap_or_else(|_| "keyward".into()), std::process::id())
         })
 }
 
-async fn shutdown_signal() {
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-        .expect("SIGTERM handler");
-    tokio::select! {
-        _ = term.recv() => info!("SIGTERM received; shutting down"),
-        _ = tokio::signal::ctrl_c() => info!("interrupt received; shutting down"),
-    }
+/// Flips to true on SIGTERM or an interrupt.
+fn shutdown_on_signals() -> watch::Receiver<bool> {
+    let (tx, rx) = watch::channel(false);
+    tokio::spawn(async move {
+        let mut term =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("SIGTERM handler");
+        tokio::select! {
+            _ = term.recv() => info!("SIGTERM received; shutting down"),
+            _ = tokio::signal::ctrl_c() => info!("interrupt received; shutting down"),
+        }
+        let _ = tx.send(true);
+    });
+    rx
 }
 
-async fn run_async(args: Args) -> anyhow::Result<()> {
+async fn until_true(mut rx: watch::Receiver<bool>) {
+    let _ = rx.wait_for(|v| *v).await;
+}
+
+async fn run_async(args: Args) -> anyhow::Result<ExitCode> {
     let trust = TrustStore::load(&args.trusted_keys)
         .with_context(|| format!("loading trusted keys from {}", args.trusted_keys.display()))
         .map_err(super::usage)?;
@@ -104,6 +134,13 @@ async fn run_async(args: Args) -> anyhow::Result<()> {
     info!(metrics = %metrics_listener.local_addr()?, health = %health_listener.local_addr()?, keys = ?trust.current().ids(), "keyward controller starting");
     tokio::spawn(http::serve_metrics(metrics_listener, metrics.clone()));
     tokio::spawn(http::serve_health(health_listener, ready.clone()));
+    let shutdown = shutdown_on_signals();
+    let rollout = RolloutSettings {
+        operator_namespace: args.operator_namespace.clone(),
+        allow_cross_namespace_targets: args.allow_cross_namespace_targets,
+        cluster_wide: args.namespace.is_none(),
+    };
+    let identity = args.leader_election_identity.clone().unwrap_or_else(instance);
     let options = RunOptions {
         namespace: args.namespace,
         trust,
@@ -117,9 +154,32 @@ async fn run_async(args: Args) -> anyhow::Result<()> {
                 grace: args.default_grace,
                 ..Policy::default()
             },
+            rollout,
         },
-        instance: instance(),
+        instance: identity.clone(),
+        license_selector: args.license_selector,
     };
-    crate::controller::run(client, options, metrics, ready, shutdown_signal()).await;
-    Ok(())
+    if !args.leader_elect {
+        crate::controller::run(client, options, metrics, ready, until_true(shutdown)).await;
+        return Ok(ExitCode::SUCCESS);
+    }
+    let lease_namespace = args
+        .leader_election_namespace
+        .or(args.operator_namespace)
+        .context("--leader-elect needs --leader-election-namespace or POD_NAMESPACE")
+        .map_err(super::usage)?;
+    // A standby is healthy and ready: it can take over at any moment.
+    ready.set_ready();
+    let run_client = client.clone();
+    let ended = leader::run(client, &lease_namespace, &identity, shutdown, move |stop| async move {
+        crate::controller::run(run_client, options, metrics, Readiness::default(), until_true(stop)).await;
+    })
+    .await?;
+    Ok(match ended {
+        Ended::Shutdown => ExitCode::SUCCESS,
+        Ended::LeadershipLost => {
+            tracing::error!("lost the leader Lease; exiting so a fresh process can stand by");
+            ExitCode::FAILURE
+        }
+    })
 }

@@ -9,8 +9,8 @@ use serde_json::{Value, json};
 use crate::keyfiles;
 use crate::license::humanize::friendly_between;
 use crate::license::{
-    Claims, Evaluation, Fingerprint, Format, KeySet, MAX_TOKEN_BYTES, Policy, Timeline,
-    VerifyError, VerifyOptions, decode_unverified, verify,
+    Claims, Evaluation, Fingerprint, Format, KeySet, MAX_TOKEN_BYTES, Policy, Timeline, VerifyError, VerifyOptions,
+    decode_unverified, verify,
 };
 
 #[derive(Debug, clap::Args)]
@@ -92,10 +92,9 @@ impl Report {
     fn state(&self) -> String {
         match (&self.verdict, &self.evaluation) {
             (Ok(_), Some((_, e))) => e.state.to_string(),
-            _ if !self.verified && self.decoded.is_some() => self
-                .evaluation
-                .map(|(_, e)| e.state.to_string())
-                .unwrap_or_default(),
+            _ if !self.verified && self.decoded.is_some() => {
+                self.evaluation.map(|(_, e)| e.state.to_string()).unwrap_or_default()
+            }
             _ => "Invalid".to_string(),
         }
     }
@@ -119,9 +118,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             Ok(v) => (Ok(v.key_id), Some((v.format, v.claims, None))),
             Err(e) => (
                 Err(e),
-                decode_unverified(&token)
-                    .ok()
-                    .map(|u| (u.format, u.claims, u.key_id)),
+                decode_unverified(&token).ok().map(|u| (u.format, u.claims, u.key_id)),
             ),
         }
     } else {
@@ -234,10 +231,7 @@ fn to_text(r: &Report) -> String {
             claims.features.join(", ")
         },
     );
-    line(
-        "seats:",
-        claims.seats.map_or("unlimited".into(), |s| s.to_string()),
-    );
+    line("seats:", claims.seats.map_or("unlimited".into(), |s| s.to_string()));
     if let Some(jti) = &claims.jti {
         line("license id:", jti.clone());
     }
@@ -263,39 +257,23 @@ fn to_text(r: &Report) -> String {
             }
         }
         if r.verified && !r.valid() {
-            line(
-                "state:",
-                "Invalid - the key was refused, so it grants nothing".into(),
-            );
+            line("state:", "Invalid - the key was refused, so it grants nothing".into());
         } else {
             let unverified = if r.verified { "" } else { " (unverified)" };
             line(
                 "state:",
-                format!(
-                    "{}{unverified} at {} - {}",
-                    eval.state,
-                    r.at,
-                    eval.state.explanation()
-                ),
+                format!("{}{unverified} at {} - {}", eval.state, r.at, eval.state.explanation()),
             );
             if let Some(t) = eval.next_transition {
                 line(
                     "next:",
-                    format!(
-                        "{} at {} (in {})",
-                        t.state,
-                        t.at,
-                        friendly_between(r.at, t.at)
-                    ),
+                    format!("{} at {} (in {})", t.state, t.at, friendly_between(r.at, t.at)),
                 );
             }
         }
     }
     if !claims.extra.0.is_empty() {
-        line(
-            "extra:",
-            serde_json::to_string(&claims.extra).unwrap_or_default(),
-        );
+        line("extra:", serde_json::to_string(&claims.extra).unwrap_or_default());
     }
     out
 }

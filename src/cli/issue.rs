@@ -85,8 +85,7 @@ fn seconds(flag: &str, value: Option<&str>) -> anyhow::Result<Option<u64>> {
 
 fn random_license_id() -> anyhow::Result<String> {
     let mut bytes = [0u8; 8];
-    getrandom::fill(&mut bytes)
-        .map_err(|e| anyhow::anyhow!("the system random generator failed: {e}"))?;
+    getrandom::fill(&mut bytes).map_err(|e| anyhow::anyhow!("the system random generator failed: {e}"))?;
     Ok(format!(
         "lic-{}",
         bytes.iter().map(|b| format!("{b:02x}")).collect::<String>()
@@ -97,8 +96,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let key = keyfiles::read_signing_key(&args.signing_key).map_err(super::usage)?;
     // Claims hold whole seconds: truncate first so `exp - iat` is exactly the requested validity.
     let issued_at = args.issued_at.unwrap_or_else(Timestamp::now);
-    let issued_at =
-        Timestamp::from_second(issued_at.as_second()).context("issue time out of range")?;
+    let issued_at = Timestamp::from_second(issued_at.as_second()).context("issue time out of range")?;
     let expires = match (&args.expires, &args.valid_for) {
         (Some(at), _) => Some(*at),
         (None, Some(span)) => Some(
@@ -139,13 +137,9 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     };
     let format = match args.format {
         FormatArg::Jwt => Format::Jwt,
-        FormatArg::Prefixed => Format::Prefixed {
-            prefix: args.prefix,
-        },
+        FormatArg::Prefixed => Format::Prefixed { prefix: args.prefix },
     };
-    let kid = args
-        .kid
-        .unwrap_or_else(|| keys::derived_key_id(&key.verifying_key()));
+    let kid = args.kid.unwrap_or_else(|| keys::derived_key_id(&key.verifying_key()));
     let token = crate::license::issue(&claims, &key, Some(&kid), &format).map_err(super::usage)?;
     println!("{token}");
     Ok(ExitCode::SUCCESS)

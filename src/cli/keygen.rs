@@ -27,8 +27,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         keys::validate_key_id(kid).map_err(super::usage)?;
     }
     let mut seed = zeroize::Zeroizing::new([0u8; 32]);
-    getrandom::fill(seed.as_mut())
-        .map_err(|e| anyhow::anyhow!("the system random generator failed: {e}"))?;
+    getrandom::fill(seed.as_mut()).map_err(|e| anyhow::anyhow!("the system random generator failed: {e}"))?;
     let signing = keys::signing_key_from_seed(&seed);
     let public_pem = keys::public_key_to_pem(&signing.verifying_key());
     keyfiles::write_private(

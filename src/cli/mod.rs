@@ -12,13 +12,7 @@ use clap::{Parser, Subcommand};
 
 /// Keeps software license keys valid, visible and rolled out on Kubernetes.
 #[derive(Debug, Parser)]
-#[command(
-    name = "keyward",
-    version,
-    about,
-    propagate_version = true,
-    max_term_width = 100
-)]
+#[command(name = "keyward", version, about, propagate_version = true, max_term_width = 100)]
 pub struct Cli {
     #[command(subcommand)]
     command: Command,

@@ -3,6 +3,7 @@ use std::sync::Arc;
 use kube::Client;
 use kube::runtime::events::Recorder;
 
+use super::rollout::RolloutSettings;
 use super::secret_index::SecretIndex;
 use super::trust::TrustStore;
 use crate::license::Policy;
@@ -13,6 +14,7 @@ use crate::telemetry::Metrics;
 pub struct Settings {
     /// Enforcement policy for keys that do not sign their own `warn`/`grace`.
     pub policy: Policy,
+    pub rollout: RolloutSettings,
 }
 
 /// Shared by every reconcile.

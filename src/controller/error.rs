@@ -8,6 +8,8 @@ pub enum Error {
     Finalizer(#[source] Box<finalizer::Error<Error>>),
     #[error("the License has no namespace")]
     MissingNamespace,
+    #[error("rollout incomplete: {0}")]
+    Rollout(String),
 }
 
 impl Error {
@@ -17,12 +19,11 @@ impl Error {
             Error::Kube(kube::Error::Api(_)) => "api",
             Error::Kube(_) => "transport",
             Error::Finalizer(inner) => match inner.as_ref() {
-                finalizer::Error::ApplyFailed(e) | finalizer::Error::CleanupFailed(e) => {
-                    e.metric_label()
-                }
+                finalizer::Error::ApplyFailed(e) | finalizer::Error::CleanupFailed(e) => e.metric_label(),
                 _ => "finalizer",
             },
             Error::MissingNamespace => "spec",
+            Error::Rollout(_) => "rollout",
         }
     }
 }

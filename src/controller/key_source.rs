@@ -48,10 +48,7 @@ pub fn validate_spec(spec: &LicenseSpec) -> Result<(), Refusal> {
 }
 
 /// The key bytes, or why there are none. API errors other than 404 are returned for a retry.
-pub async fn read_key(
-    secrets: &Api<Secret>,
-    spec: &LicenseSpec,
-) -> Result<Result<Vec<u8>, Refusal>, kube::Error> {
+pub async fn read_key(secrets: &Api<Secret>, spec: &LicenseSpec) -> Result<Result<Vec<u8>, Refusal>, kube::Error> {
     let name = &spec.secret_ref.name;
     let secret = match secrets.get_opt(name).await? {
         Some(s) => s,
@@ -66,9 +63,7 @@ pub async fn read_key(
     if !ACCEPTED_SECRET_TYPES.contains(&type_) {
         return Ok(Err(refusal(
             "SecretWrongType",
-            format!(
-                "Secret {name:?} is of type {type_:?}; a license key lives in an Opaque Secret"
-            ),
+            format!("Secret {name:?} is of type {type_:?}; a license key lives in an Opaque Secret"),
         )));
     }
     let key = &spec.secret_ref.key;

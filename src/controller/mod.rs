@@ -4,7 +4,9 @@
 mod context;
 mod error;
 pub mod key_source;
+pub mod leader;
 pub mod reconcile;
+pub mod rollout;
 mod secret_index;
 pub mod status;
 pub mod trust;
@@ -14,7 +16,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures::StreamExt;
-use k8s_openapi::api::core::v1::Secret;
+use k8s_openapi::api::core::v1::{Namespace, Secret};
 use kube::core::PartialObjectMeta;
 use kube::runtime::events::{Recorder, Reporter};
 use kube::runtime::reflector::ObjectRef;
@@ -40,6 +42,8 @@ pub struct RunOptions {
     pub settings: Settings,
     /// This replica's identity, shown as the events' reporting instance.
     pub instance: String,
+    /// Reconcile only Licenses with these labels (shard Licenses across operators).
+    pub license_selector: Option<String>,
 }
 
 fn api<K>(client: &Client, namespace: Option<&str>) -> Api<K>
@@ -69,9 +73,7 @@ pub async fn run(
 
     metrics.trusted_keys(options.trust.current().len());
     if options.trust.current().is_empty() {
-        warn!(
-            "no trusted vendor keys are configured: every License will be Invalid (NoTrustedKeys)"
-        );
+        warn!("no trusted vendor keys are configured: every License will be Invalid (NoTrustedKeys)");
     }
     let (trust_changed, trust_changes) = futures::channel::mpsc::unbounded::<()>();
     {
@@ -106,17 +108,45 @@ pub async fn run(
         secret_index,
         settings: options.settings,
     });
-    let controller = Controller::new(licenses, watcher::Config::default())
+    let license_watch = match &options.license_selector {
+        Some(selector) => watcher::Config::default().labels(selector),
+        None => watcher::Config::default(),
+    };
+    let controller = Controller::new(licenses, license_watch);
+    let licenses_store = controller.store();
+    let mut controller = controller
         .watches(secret_metadata, watcher::Config::default(), move |secret| {
             let namespace = secret.namespace().unwrap_or_default();
-            index
+            // The key Secret of a License, and the target Secrets a License manages.
+            let referenced = index
                 .licenses_for(&namespace, &secret.name_any())
                 .into_iter()
-                .map(move |license| ObjectRef::<License>::new(&license).within(&namespace))
+                .map(|license| (namespace.clone(), license));
+            referenced
+                .chain(rollout::owner_of(&secret.metadata))
+                .map(|(ns, license)| ObjectRef::<License>::new(&license).within(&ns))
                 .collect::<Vec<_>>()
         })
         .reconcile_all_on(trust_changes)
         .graceful_shutdown_on(shutdown);
+    if options.namespace.is_none() {
+        // A namespace appearing, or its labels changing, may add or remove selector targets.
+        let namespaces: Api<PartialObjectMeta<Namespace>> = Api::all(context.client.clone());
+        controller = controller.watches(namespaces, watcher::Config::default(), move |_| {
+            licenses_store
+                .state()
+                .iter()
+                .filter(|l| {
+                    l.spec
+                        .rollout
+                        .iter()
+                        .flat_map(|r| &r.targets)
+                        .any(|t| t.namespace_selector.is_some())
+                })
+                .map(|l| ObjectRef::from_obj(l.as_ref()))
+                .collect::<Vec<_>>()
+        });
+    }
     let store = controller.store();
     tokio::spawn(async move {
         // The store's readiness is one oneshot receiver that wakes only its latest poller, and the
@@ -133,10 +163,15 @@ pub async fn run(
             }
         }
     });
-    info!(
-        namespace = namespace.unwrap_or("<all>"),
-        "controller started"
-    );
+    match rollout::sweep_orphans(&context.client, namespace).await {
+        Ok(0) => {}
+        Ok(n) => info!(
+            removed = n,
+            "removed target Secrets of Licenses deleted while the operator was away"
+        ),
+        Err(e) => warn!(error = %e, "could not sweep orphaned target Secrets"),
+    }
+    info!(namespace = namespace.unwrap_or("<all>"), "controller started");
     controller
         .run(reconcile::reconcile, reconcile::error_policy, context)
         .for_each(|_| futures::future::ready(()))

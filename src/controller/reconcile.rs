@@ -17,6 +17,7 @@ use tracing::{debug, info, warn};
 use super::context::Context;
 use super::error::Error;
 use super::key_source::{read_key, validate_spec, verify_key};
+use super::rollout::{self, content::content};
 use super::status::{self, EventKind, KeyOutcome, Outcome, WAKE_MARGIN};
 use crate::api::v1alpha1::{License, LicenseStatus};
 use crate::license::humanize::friendly_between;
@@ -47,28 +48,33 @@ pub fn error_policy(_license: Arc<License>, error: &Error, ctx: Arc<Context>) ->
 
 async fn apply(license: &License, namespace: &str, ctx: &Context) -> Result<Action, Error> {
     let name = license.name_any();
-    ctx.secret_index
-        .set(namespace, &name, &license.spec.secret_ref.name);
+    ctx.secret_index.set(namespace, &name, &license.spec.secret_ref.name);
     let now = Timestamp::now();
-    let key = match validate_spec(&license.spec) {
-        Err(refusal) => KeyOutcome::Refused(refusal),
+    let (key, token) = match validate_spec(&license.spec) {
+        Err(refusal) => (KeyOutcome::Refused(refusal), None),
         Ok(()) => {
             let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), namespace);
             match read_key(&secrets, &license.spec).await? {
-                Ok(token) => verify_key(&token, &ctx.trust.current(), &license.spec.product, now),
-                Err(refusal) => KeyOutcome::Refused(refusal),
+                Ok(token) => (
+                    verify_key(&token, &ctx.trust.current(), &license.spec.product, now),
+                    Some(token),
+                ),
+                Err(refusal) => (KeyOutcome::Refused(refusal), None),
             }
         }
     };
     let prev = license.status.as_ref();
-    let outcome = status::evaluate(
-        prev,
-        &key,
-        &ctx.settings.policy,
-        license.meta().generation,
-        now,
-    );
+    let mut outcome = status::evaluate(prev, &key, &ctx.settings.policy, license.meta().generation, now);
     log_outcome(namespace, &name, prev, &outcome, &key, now);
+
+    // Only a verified key is ever rolled out; without one, targets keep the last good content.
+    let rolled = match (&key, &token) {
+        (KeyOutcome::Verified(verified), Some(token)) => Some(content(token, verified, &outcome.status)),
+        _ => None,
+    };
+    let rollout = rollout::roll_out(&ctx.client, license, rolled.as_ref(), &ctx.settings.rollout).await?;
+    let rollout_events = status::with_rollout(&mut outcome.status, prev, rollout, now);
+    outcome.events.extend(rollout_events);
 
     if prev != Some(&outcome.status) {
         let api: Api<License> = Api::namespaced(ctx.client.clone(), namespace);
@@ -83,11 +89,7 @@ async fn apply(license: &License, namespace: &str, ctx: &Context) -> Result<Acti
         .status
         .state
         .unwrap_or(crate::api::v1alpha1::LicenseState::Pending);
-    let expires = outcome
-        .status
-        .expires_at
-        .as_deref()
-        .and_then(|t| t.parse().ok());
+    let expires = outcome.status.expires_at.as_deref().and_then(|t| t.parse().ok());
     ctx.metrics.license(namespace, &name, state, expires);
 
     Ok(match outcome.wake_at {
@@ -103,6 +105,7 @@ async fn apply(license: &License, namespace: &str, ctx: &Context) -> Result<Acti
 
 async fn cleanup(license: &License, namespace: &str, ctx: &Context) -> Result<Action, Error> {
     let name = license.name_any();
+    rollout::remove_all(&ctx.client, license, &ctx.settings.rollout).await?;
     ctx.secret_index.remove(namespace, &name);
     ctx.metrics.forget_license(namespace, &name);
     info!(namespace, license = %name, "license deleted");
@@ -130,32 +133,20 @@ fn log_outcome(
     key: &KeyOutcome,
     now: Timestamp,
 ) {
-    let changed = prev.map(|p| (&p.state, &p.key_fingerprint))
-        != Some((&outcome.status.state, &outcome.status.key_fingerprint));
+    let changed =
+        prev.map(|p| (&p.state, &p.key_fingerprint)) != Some((&outcome.status.state, &outcome.status.key_fingerprint));
     match key {
         KeyOutcome::Verified(license) => {
             let c = &license.claims;
             let remaining = c
                 .expires_at()
                 .map_or("perpetual".to_string(), |e| friendly_between(now, e));
-            let expires_at = c
-                .expires_at()
-                .map_or("never".to_string(), |e| e.to_string());
-            let state = outcome
-                .status
-                .state
-                .map(|s| s.to_string())
-                .unwrap_or_default();
+            let expires_at = c.expires_at().map_or("never".to_string(), |e| e.to_string());
+            let state = outcome.status.state.map(|s| s.to_string()).unwrap_or_default();
             if changed {
                 info!(namespace, license = name, licensee = %c.sub, tier = c.tier.as_deref().unwrap_or("-"), expires_at, remaining, state, fingerprint = %license.fingerprint, "license validated");
             } else {
-                debug!(
-                    namespace,
-                    license = name,
-                    state,
-                    remaining,
-                    "license unchanged"
-                );
+                debug!(namespace, license = name, state, remaining, "license unchanged");
             }
         }
         KeyOutcome::Refused(r) => {

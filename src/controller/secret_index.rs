@@ -21,18 +21,11 @@ impl SecretIndex {
     pub fn set(&self, namespace: &str, license: &str, secret: &str) {
         let mut inner = self.inner.write().unwrap_or_else(|e| e.into_inner());
         let license_key = (namespace.to_string(), license.to_string());
-        if inner
-            .secret_by_license
-            .get(&license_key)
-            .map(String::as_str)
-            == Some(secret)
-        {
+        if inner.secret_by_license.get(&license_key).map(String::as_str) == Some(secret) {
             return;
         }
         inner.unlink(&license_key);
-        inner
-            .secret_by_license
-            .insert(license_key, secret.to_string());
+        inner.secret_by_license.insert(license_key, secret.to_string());
         inner
             .licenses_by_secret
             .entry((namespace.to_string(), secret.to_string()))

@@ -7,7 +7,7 @@
 use jiff::{SignedDuration, Timestamp};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 
-use crate::api::v1alpha1::{LastGood, LastNotice, LicenseState, LicenseStatus, SeatsStatus};
+use crate::api::v1alpha1::{LastGood, LastNotice, LicenseState, LicenseStatus, RolloutStatus, SeatsStatus};
 use crate::license::{DEFAULT_LEEWAY, Policy, State, Timeline, VerifiedLicense};
 
 pub const READY: &str = "Ready";
@@ -15,6 +15,7 @@ pub const VALID: &str = "Valid";
 pub const EXPIRING: &str = "Expiring";
 pub const IN_GRACE: &str = "InGrace";
 pub const READ_ONLY: &str = "ReadOnly";
+pub const ROLLED_OUT: &str = "RolledOut";
 
 /// What reading and verifying the referenced key produced.
 #[derive(Debug, Clone)]
@@ -95,12 +96,7 @@ struct Desired {
     message: String,
 }
 
-fn cond(
-    type_: &'static str,
-    status: bool,
-    reason: impl Into<String>,
-    message: impl Into<String>,
-) -> Desired {
+fn cond(type_: &'static str, status: bool, reason: impl Into<String>, message: impl Into<String>) -> Desired {
     Desired {
         type_,
         status: if status { "True" } else { "False" },
@@ -123,12 +119,7 @@ fn verified(
     license: &VerifiedLicense,
     policy: &Policy,
     now: Timestamp,
-) -> (
-    LicenseStatus,
-    Vec<Desired>,
-    Vec<PlannedEvent>,
-    Option<Timestamp>,
-) {
+) -> (LicenseStatus, Vec<Desired>, Vec<PlannedEvent>, Option<Timestamp>) {
     let claims = &license.claims;
     let timeline = Timeline::new(claims, &policy.for_claims(claims));
     let eval = timeline.evaluate(now);
@@ -144,10 +135,7 @@ fn verified(
     )];
     let (ready_reason, ready_message) = match (eval.state, expiry) {
         (State::Active, None) => ("Active", "the license is valid and perpetual".to_string()),
-        (State::Active, Some(e)) => (
-            "Active",
-            format!("the license is valid until {}", e.expires_at),
-        ),
+        (State::Active, Some(e)) => ("Active", format!("the license is valid until {}", e.expires_at)),
         (State::Warning, Some(e)) => (
             "ExpiresSoon",
             format!("the license expires at {}; renew it", e.expires_at),
@@ -168,12 +156,7 @@ fn verified(
         ),
         (_, None) => ("Active", "the license is valid".to_string()),
     };
-    conditions.push(cond(
-        READY,
-        eval.state != State::ReadOnly,
-        ready_reason,
-        ready_message,
-    ));
+    conditions.push(cond(READY, eval.state != State::ReadOnly, ready_reason, ready_message));
     conditions.push(match (eval.state, expiry) {
         (_, None) => cond(EXPIRING, false, "Perpetual", "the license never expires"),
         (State::Active, Some(e)) => cond(
@@ -220,12 +203,7 @@ fn verified(
                 e.grace_ends_at
             ),
         ),
-        _ => cond(
-            READ_ONLY,
-            false,
-            "LicenseInForce",
-            "the license grants full service",
-        ),
+        _ => cond(READ_ONLY, false, "LicenseInForce", "the license grants full service"),
     });
 
     let mut events = Vec::new();
@@ -265,11 +243,7 @@ fn verified(
         features: Some(claims.features.clone()),
         seats: Some(SeatsStatus {
             entitled: claims.seats,
-            summary: Some(
-                claims
-                    .seats
-                    .map_or("unlimited".to_string(), |s| s.to_string()),
-            ),
+            summary: Some(claims.seats.map_or("unlimited".to_string(), |s| s.to_string())),
         }),
         license_id: claims.jti.clone(),
         key_id: Some(license.key_id.clone()),
@@ -287,6 +261,7 @@ fn verified(
             expires_at: expires,
         }),
         last_notice,
+        rollout: prev.and_then(|s| s.rollout.clone()),
     };
     (status, conditions, events, eval.next_wakeup())
 }
@@ -294,12 +269,7 @@ fn verified(
 fn refused(
     prev: Option<&LicenseStatus>,
     refusal: &Refusal,
-) -> (
-    LicenseStatus,
-    Vec<Desired>,
-    Vec<PlannedEvent>,
-    Option<Timestamp>,
-) {
+) -> (LicenseStatus, Vec<Desired>, Vec<PlannedEvent>, Option<Timestamp>) {
     let pending = refusal.reason == "NotYetValid";
     let state = if pending {
         LicenseState::Pending
@@ -312,18 +282,8 @@ fn refused(
         "the key was refused"
     };
     let conditions = vec![
-        cond(
-            VALID,
-            false,
-            refusal.reason.clone(),
-            refusal.message.clone(),
-        ),
-        cond(
-            READY,
-            false,
-            refusal.reason.clone(),
-            refusal.message.clone(),
-        ),
+        cond(VALID, false, refusal.reason.clone(), refusal.message.clone()),
+        cond(READY, false, refusal.reason.clone(), refusal.message.clone()),
         unknown(EXPIRING, "KeyNotValid", why),
         unknown(IN_GRACE, "KeyNotValid", why),
         unknown(READ_ONLY, "KeyNotValid", why),
@@ -333,21 +293,16 @@ fn refused(
         key_fingerprint: refusal.fingerprint.clone(),
         last_good: prev.and_then(|s| s.last_good.clone()),
         last_notice: prev.and_then(|s| s.last_notice.clone()),
+        rollout: prev.and_then(|s| s.rollout.clone()),
         ..LicenseStatus::default()
     };
     // A key valid from a later instant becomes valid by itself: look again then.
-    let wake_at = refusal
-        .not_before
-        .and_then(|t| t.checked_sub(DEFAULT_LEEWAY).ok());
+    let wake_at = refusal.not_before.and_then(|t| t.checked_sub(DEFAULT_LEEWAY).ok());
     (status, conditions, Vec::new(), wake_at)
 }
 
 /// Events for a change of state or of key, compared with the previous status.
-fn transition_events(
-    prev: Option<&LicenseStatus>,
-    new: &LicenseStatus,
-    key: &KeyOutcome,
-) -> Vec<PlannedEvent> {
+fn transition_events(prev: Option<&LicenseStatus>, new: &LicenseStatus, key: &KeyOutcome) -> Vec<PlannedEvent> {
     let prev_state = prev.and_then(|s| s.state);
     let prev_fingerprint = prev.and_then(|s| s.key_fingerprint.as_deref());
     let state = new.state.unwrap_or(LicenseState::Pending);
@@ -363,9 +318,7 @@ fn transition_events(
             );
             if prev_state != Some(state) {
                 let (kind, reason, note) = match state {
-                    LicenseState::Active => {
-                        (EventKind::Normal, "Validated", format!("{what}: active"))
-                    }
+                    LicenseState::Active => (EventKind::Normal, "Validated", format!("{what}: active")),
                     LicenseState::Warning => (
                         EventKind::Warning,
                         "ExpiresSoon",
@@ -407,18 +360,10 @@ fn transition_events(
                 .and_then(|s| s.conditions.iter().find(|c| c.type_ == VALID))
                 .filter(|c| c.status == "False")
                 .map(|c| c.reason.as_str());
-            if prev_state != Some(state)
-                || prev_reason != Some(refusal.reason.as_str())
-                || fingerprint_changed
-            {
+            if prev_state != Some(state) || prev_reason != Some(refusal.reason.as_str()) || fingerprint_changed {
                 let kept = prev
                     .and_then(|s| s.last_good.as_ref())
-                    .map(|g| {
-                        format!(
-                            "; last good key {} stays in force for workloads",
-                            g.key_fingerprint
-                        )
-                    })
+                    .map(|g| format!("; last good key {} stays in force for workloads", g.key_fingerprint))
                     .unwrap_or_default();
                 vec![PlannedEvent {
                     kind: EventKind::Warning,
@@ -458,6 +403,63 @@ fn merge_conditions(
             }
         })
         .collect()
+}
+
+/// The result of rolling the key out, as the status shows it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RolloutSummary {
+    pub status: RolloutStatus,
+    pub rolled_out: bool,
+    pub reason: String,
+    pub message: String,
+}
+
+/// Adds the rollout's outcome (or its absence) to a status computed by [`evaluate`]; returns the
+/// events it implies: a new revision fully rolled out, or a rollout newly blocked.
+pub fn with_rollout(
+    status: &mut LicenseStatus,
+    prev: Option<&LicenseStatus>,
+    rollout: Option<RolloutSummary>,
+    now: Timestamp,
+) -> Vec<PlannedEvent> {
+    status.conditions.retain(|c| c.type_ != ROLLED_OUT);
+    let Some(rollout) = rollout else {
+        status.rollout = None;
+        return Vec::new();
+    };
+    let prev_condition = prev.and_then(|s| s.conditions.iter().find(|c| c.type_ == ROLLED_OUT));
+    let prev_revision = prev
+        .and_then(|s| s.rollout.as_ref())
+        .and_then(|r| r.revision.as_deref());
+    let mut events = Vec::new();
+    if rollout.rolled_out
+        && (prev_revision != rollout.status.revision.as_deref() || prev_condition.is_none_or(|c| c.status != "True"))
+    {
+        events.push(PlannedEvent {
+            kind: EventKind::Normal,
+            reason: "RolledOut".into(),
+            action: "RollOut",
+            note: rollout.message.clone(),
+        });
+    }
+    if !rollout.rolled_out && prev_condition.is_none_or(|c| c.reason != rollout.reason) {
+        events.push(PlannedEvent {
+            kind: EventKind::Warning,
+            reason: rollout.reason.clone(),
+            action: "RollOut",
+            note: rollout.message.clone(),
+        });
+    }
+    let desired = vec![cond(ROLLED_OUT, rollout.rolled_out, rollout.reason, rollout.message)];
+    let generation = status.observed_generation;
+    status.conditions.extend(merge_conditions(
+        prev.map(|s| s.conditions.as_slice()).unwrap_or(&[]),
+        desired,
+        generation,
+        now,
+    ));
+    status.rollout = Some(rollout.status);
+    events
 }
 
 /// Small margin so a wake-up lands just after a boundary, never just before it.

@@ -144,9 +144,7 @@ impl<'de> Deserialize<'de> for ExtraClaims {
                 let mut out = BTreeMap::new();
                 while let Some((k, v)) = map.next_entry::<String, serde_json::Value>()? {
                     if out.contains_key(&k) {
-                        return Err(serde::de::Error::custom(format_args!(
-                            "duplicate field `{k}`"
-                        )));
+                        return Err(serde::de::Error::custom(format_args!("duplicate field `{k}`")));
                     }
                     out.insert(k, v);
                 }
@@ -159,12 +157,8 @@ impl<'de> Deserialize<'de> for ExtraClaims {
 
 /// Parses a JSON object, refusing duplicate names anywhere at its top level (serde's derive
 /// already refuses duplicates of named fields; [`ExtraClaims`] covers the rest).
-pub(crate) fn from_json<T: serde::de::DeserializeOwned>(
-    what: &str,
-    bytes: &[u8],
-) -> Result<T, VerifyError> {
-    serde_json::from_slice(bytes)
-        .map_err(|e| VerifyError::malformed(format!("{what} is not valid JSON: {e}")))
+pub(crate) fn from_json<T: serde::de::DeserializeOwned>(what: &str, bytes: &[u8]) -> Result<T, VerifyError> {
+    serde_json::from_slice(bytes).map_err(|e| VerifyError::malformed(format!("{what} is not valid JSON: {e}")))
 }
 
 #[cfg(test)]
@@ -180,17 +174,13 @@ mod tests {
     #[test]
     fn every_accepted_time_is_a_timestamp() {
         assert_eq!(MAX_NUMERIC_DATE, Timestamp::MAX.as_second());
-        let c = parse(&format!(
-            r#"{{"sub":"a","aud":"p","exp":{MAX_NUMERIC_DATE}}}"#
-        ))
-        .unwrap();
+        let c = parse(&format!(r#"{{"sub":"a","aud":"p","exp":{MAX_NUMERIC_DATE}}}"#)).unwrap();
         assert!(c.expires_at().is_some());
     }
 
     #[test]
     fn keeps_unknown_claims() {
-        let c = parse(r#"{"sub":"a","aud":"p","entitlements":{"max_queues":5},"region":"eu"}"#)
-            .unwrap();
+        let c = parse(r#"{"sub":"a","aud":"p","entitlements":{"max_queues":5},"region":"eu"}"#).unwrap();
         assert_eq!(c.extra.0["entitlements"]["max_queues"], 5);
         assert_eq!(c.extra.0["region"], "eu");
     }

@@ -12,9 +12,7 @@ pub enum VerifyError {
     TooLarge { len: usize, max: usize },
     #[error("license key is signed with {alg:?}; only EdDSA (Ed25519) keys are accepted")]
     UnsupportedAlgorithm { alg: String },
-    #[error(
-        "license key was signed by key id {kid:?}, which is not among the trusted keys ({known})"
-    )]
+    #[error("license key was signed by key id {kid:?}, which is not among the trusted keys ({known})")]
     UnknownKeyId { kid: String, known: String },
     #[error("no trusted public keys are configured, so no license key can be verified")]
     NoTrustedKeys,
@@ -65,10 +63,7 @@ mod tests {
     fn messages_are_single_lines() {
         let errors = [
             VerifyError::malformed("bad base64"),
-            VerifyError::TooLarge {
-                len: 70000,
-                max: 65536,
-            },
+            VerifyError::TooLarge { len: 70000, max: 65536 },
             VerifyError::UnsupportedAlgorithm { alg: "none".into() },
             VerifyError::UnknownKeyId {
                 kid: "x".into(),

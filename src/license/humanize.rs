@@ -18,10 +18,7 @@ pub fn parse_duration(input: &str) -> Result<SignedDuration, DurationError> {
         input: input.to_string(),
         detail,
     };
-    let span: Span = input
-        .trim()
-        .parse()
-        .map_err(|e: jiff::Error| invalid(e.to_string()))?;
+    let span: Span = input.trim().parse().map_err(|e: jiff::Error| invalid(e.to_string()))?;
     let duration = span
         .to_duration(SpanRelativeTo::days_are_24_hours())
         .map_err(|e| invalid(e.to_string()))?;
@@ -39,10 +36,7 @@ pub fn add_validity(from: Timestamp, input: &str) -> Result<Timestamp, DurationE
         input: input.to_string(),
         detail,
     };
-    let span: Span = input
-        .trim()
-        .parse()
-        .map_err(|e: jiff::Error| invalid(e.to_string()))?;
+    let span: Span = input.trim().parse().map_err(|e: jiff::Error| invalid(e.to_string()))?;
     if span.is_negative() {
         return Err(DurationError::Negative {
             input: input.to_string(),
@@ -58,18 +52,11 @@ pub fn add_validity(from: Timestamp, input: &str) -> Result<Timestamp, DurationE
 /// The time from `from` to `to` in calendar terms, like Zizq's log: `11months 26days 1h 13m 20s`.
 /// Negative when `to` is earlier, e.g. `-2days 3h`. Sub-second parts are dropped.
 pub fn friendly_between(from: Timestamp, to: Timestamp) -> String {
-    let (start, end, sign) = if to >= from {
-        (from, to, "")
-    } else {
-        (to, from, "-")
-    };
+    let (start, end, sign) = if to >= from { (from, to, "") } else { (to, from, "-") };
     let start = start.to_zoned(TimeZone::UTC);
     let end = end.to_zoned(TimeZone::UTC);
     let Ok(span) = start.until((Unit::Year, &end)) else {
-        return format!(
-            "{sign}{}s",
-            end.timestamp().duration_since(start.timestamp()).as_secs()
-        );
+        return format!("{sign}{}s", end.timestamp().duration_since(start.timestamp()).as_secs());
     };
     let parts = [
         (i64::from(span.get_years()), "year", "years"),
@@ -99,9 +86,7 @@ pub fn friendly_between(from: Timestamp, to: Timestamp) -> String {
 pub fn friendly_duration(d: SignedDuration) -> String {
     friendly_between(
         Timestamp::UNIX_EPOCH,
-        Timestamp::UNIX_EPOCH
-            .checked_add(d)
-            .unwrap_or(Timestamp::MAX),
+        Timestamp::UNIX_EPOCH.checked_add(d).unwrap_or(Timestamp::MAX),
     )
 }
 
@@ -111,56 +96,26 @@ mod tests {
 
     #[test]
     fn parses_friendly_forms() {
-        assert_eq!(
-            parse_duration("30d").unwrap(),
-            SignedDuration::from_hours(720)
-        );
-        assert_eq!(
-            parse_duration("12h").unwrap(),
-            SignedDuration::from_hours(12)
-        );
-        assert_eq!(
-            parse_duration("90s").unwrap(),
-            SignedDuration::from_secs(90)
-        );
-        assert_eq!(
-            parse_duration("1d 12h").unwrap(),
-            SignedDuration::from_hours(36)
-        );
-        assert_eq!(
-            parse_duration("PT5M").unwrap(),
-            SignedDuration::from_mins(5)
-        );
+        assert_eq!(parse_duration("30d").unwrap(), SignedDuration::from_hours(720));
+        assert_eq!(parse_duration("12h").unwrap(), SignedDuration::from_hours(12));
+        assert_eq!(parse_duration("90s").unwrap(), SignedDuration::from_secs(90));
+        assert_eq!(parse_duration("1d 12h").unwrap(), SignedDuration::from_hours(36));
+        assert_eq!(parse_duration("PT5M").unwrap(), SignedDuration::from_mins(5));
     }
 
     #[test]
     fn refuses_bad_durations() {
-        assert!(matches!(
-            parse_duration("soon"),
-            Err(DurationError::Invalid { .. })
-        ));
-        assert!(matches!(
-            parse_duration("1y"),
-            Err(DurationError::Invalid { .. })
-        ));
-        assert!(matches!(
-            parse_duration("-5s"),
-            Err(DurationError::Negative { .. })
-        ));
+        assert!(matches!(parse_duration("soon"), Err(DurationError::Invalid { .. })));
+        assert!(matches!(parse_duration("1y"), Err(DurationError::Invalid { .. })));
+        assert!(matches!(parse_duration("-5s"), Err(DurationError::Negative { .. })));
         assert!(parse_duration("").is_err());
     }
 
     #[test]
     fn validity_with_calendar_units() {
         let from: Timestamp = "2026-01-31T00:00:00Z".parse().unwrap();
-        assert_eq!(
-            add_validity(from, "1mo").unwrap().to_string(),
-            "2026-02-28T00:00:00Z"
-        );
-        assert_eq!(
-            add_validity(from, "1y").unwrap().to_string(),
-            "2027-01-31T00:00:00Z"
-        );
+        assert_eq!(add_validity(from, "1mo").unwrap().to_string(), "2026-02-28T00:00:00Z");
+        assert_eq!(add_validity(from, "1y").unwrap().to_string(), "2027-01-31T00:00:00Z");
         assert!(add_validity(from, "-1d").is_err());
     }
 

@@ -10,9 +10,7 @@ pub enum IssueError {
     InvalidClaims(String),
     #[error("extra claim {0:?} clashes with a registered claim; set it through its own option")]
     ReservedClaim(String),
-    #[error(
-        "prefix {0:?} is invalid: it must look like cz_ent_ (lowercase [a-z][a-z0-9]*_[a-z0-9]+_)"
-    )]
+    #[error("prefix {0:?} is invalid: it must look like cz_ent_ (lowercase [a-z][a-z0-9]*_[a-z0-9]+_)")]
     InvalidPrefix(String),
     #[error("{0}")]
     InvalidKeyId(String),
@@ -22,21 +20,11 @@ pub enum IssueError {
 
 /// Signs `claims` into a token of the given format. `kid` goes into the header so verifiers can
 /// pick the right key among several.
-pub fn issue(
-    claims: &Claims,
-    key: &SigningKey,
-    kid: Option<&str>,
-    format: &Format,
-) -> Result<String, IssueError> {
+pub fn issue(claims: &Claims, key: &SigningKey, kid: Option<&str>, format: &Format) -> Result<String, IssueError> {
     claims
         .validate()
         .map_err(|e| IssueError::InvalidClaims(e.to_string()))?;
-    if let Some(name) = claims
-        .extra
-        .0
-        .keys()
-        .find(|k| REGISTERED_CLAIMS.contains(&k.as_str()))
-    {
+    if let Some(name) = claims.extra.0.keys().find(|k| REGISTERED_CLAIMS.contains(&k.as_str())) {
         return Err(IssueError::ReservedClaim(name.clone()));
     }
     if let Some(kid) = kid {
@@ -58,10 +46,7 @@ pub fn issue(
                 token::encode_b64(&claims_json)
             );
             let signature = key.sign(signing_input.as_bytes());
-            format!(
-                "{signing_input}.{}",
-                token::encode_b64(&signature.to_bytes())
-            )
+            format!("{signing_input}.{}", token::encode_b64(&signature.to_bytes()))
         }
         Format::Prefixed { prefix } => {
             if !token::is_valid_prefix(prefix) {
@@ -74,8 +59,8 @@ pub fn issue(
                 crit: None,
             };
             let header_json = serde_json::to_vec(&header).expect("header always serializes");
-            let mut payload = token::prefixed_unsigned_payload(&header_json, &claims_json)
-                .map_err(IssueError::InvalidClaims)?;
+            let mut payload =
+                token::prefixed_unsigned_payload(&header_json, &claims_json).map_err(IssueError::InvalidClaims)?;
             let signature = key.sign(&token::prefixed_signed_message(prefix, &payload));
             payload.extend_from_slice(&signature.to_bytes());
             format!("{prefix}{}", token::encode_b64(&payload))

@@ -13,9 +13,7 @@ use super::sha256_hex_prefix;
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum KeyError {
-    #[error(
-        "not an Ed25519 public key: expected a PEM \"BEGIN PUBLIC KEY\" block or 32 bytes in base64 ({0})"
-    )]
+    #[error("not an Ed25519 public key: expected a PEM \"BEGIN PUBLIC KEY\" block or 32 bytes in base64 ({0})")]
     InvalidPublicKey(String),
     #[error("not an Ed25519 private key: expected a PKCS#8 PEM \"BEGIN PRIVATE KEY\" block ({0})")]
     InvalidPrivateKey(String),
@@ -65,8 +63,7 @@ pub fn public_key_to_pem(key: &VerifyingKey) -> String {
 pub fn parse_public_key(text: &str) -> Result<VerifyingKey, KeyError> {
     let text = text.trim();
     if text.starts_with("-----BEGIN") {
-        return VerifyingKey::from_public_key_pem(text)
-            .map_err(|e| KeyError::InvalidPublicKey(e.to_string()));
+        return VerifyingKey::from_public_key_pem(text).map_err(|e| KeyError::InvalidPublicKey(e.to_string()));
     }
     let raw = STANDARD
         .decode(text)
@@ -98,11 +95,7 @@ impl TrustedKey {
             }
             None => derived_id.clone(),
         };
-        Ok(Self {
-            id,
-            derived_id,
-            key,
-        })
+        Ok(Self { id, derived_id, key })
     }
 
     pub fn id(&self) -> &str {
@@ -170,10 +163,7 @@ impl KeySet {
     }
 
     /// Keys a token may be verified with: the one its `kid` names, or every key when it names none.
-    pub(crate) fn candidates<'a>(
-        &'a self,
-        kid: Option<&'a str>,
-    ) -> impl Iterator<Item = &'a TrustedKey> + 'a {
+    pub(crate) fn candidates<'a>(&'a self, kid: Option<&'a str>) -> impl Iterator<Item = &'a TrustedKey> + 'a {
         self.keys
             .iter()
             .filter(move |k| kid.is_none_or(|kid| k.answers_to(kid)))
@@ -193,10 +183,7 @@ mod tests {
         let sk = key(1);
         let pem = signing_key_to_pem(&sk);
         assert!(pem.starts_with("-----BEGIN PRIVATE KEY-----"));
-        assert_eq!(
-            signing_key_from_pem(&pem).unwrap().to_bytes(),
-            sk.to_bytes()
-        );
+        assert_eq!(signing_key_from_pem(&pem).unwrap().to_bytes(), sk.to_bytes());
         let public = public_key_to_pem(&sk.verifying_key());
         assert!(public.starts_with("-----BEGIN PUBLIC KEY-----"));
         assert_eq!(parse_public_key(&public).unwrap(), sk.verifying_key());
@@ -222,9 +209,7 @@ mod tests {
     fn rejects_private_key_as_public_and_garbage_pem() {
         let pem = signing_key_to_pem(&key(3));
         assert!(parse_public_key(&pem).is_err());
-        assert!(
-            parse_public_key("-----BEGIN PUBLIC KEY-----\nAAAA\n-----END PUBLIC KEY-----").is_err()
-        );
+        assert!(parse_public_key("-----BEGIN PUBLIC KEY-----\nAAAA\n-----END PUBLIC KEY-----").is_err());
         assert!(signing_key_from_pem(&public_key_to_pem(&key(3).verifying_key())).is_err());
     }
 

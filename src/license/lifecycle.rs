@@ -48,12 +48,8 @@ impl State {
         match self {
             State::Active => "the license is valid and not close to expiry",
             State::Warning => "the license expires soon; renew it to avoid interruption",
-            State::Grace => {
-                "the license has expired; everything keeps working until the grace period ends"
-            }
-            State::ReadOnly => {
-                "the license expired and its grace period is over; the product runs in read-only mode"
-            }
+            State::Grace => "the license has expired; everything keeps working until the grace period ends",
+            State::ReadOnly => "the license expired and its grace period is over; the product runs in read-only mode",
         }
     }
 }
@@ -114,13 +110,9 @@ pub struct Expiry {
 impl Timeline {
     pub fn new(claims: &Claims, policy: &Policy) -> Timeline {
         let expiry = claims.expires_at().map(|expires_at| Expiry {
-            warning_at: expires_at
-                .checked_sub(policy.warn)
-                .unwrap_or(Timestamp::MIN),
+            warning_at: expires_at.checked_sub(policy.warn).unwrap_or(Timestamp::MIN),
             expires_at,
-            grace_ends_at: expires_at
-                .checked_add(policy.grace)
-                .unwrap_or(Timestamp::MAX),
+            grace_ends_at: expires_at.checked_add(policy.grace).unwrap_or(Timestamp::MAX),
         });
         Timeline {
             issued_at: claims.issued_at(),

@@ -18,9 +18,7 @@ pub use issue::{IssueError, issue};
 pub use keys::{KeyError, KeySet, TrustedKey};
 pub use lifecycle::{Evaluation, Policy, State, Timeline};
 pub use token::{Format, MAX_TOKEN_BYTES};
-pub use verify::{
-    DEFAULT_LEEWAY, UnverifiedLicense, VerifiedLicense, VerifyOptions, decode_unverified, verify,
-};
+pub use verify::{DEFAULT_LEEWAY, UnverifiedLicense, VerifiedLicense, VerifyOptions, decode_unverified, verify};
 
 #[cfg(test)]
 mod tests;

@@ -113,14 +113,8 @@ fn kid_selects_the_key_and_rotation_works() {
     let set = keyset(&[("2025", &old), ("2026", &new)]);
     let t_old = issue(&claims(), &old, Some("2025"), &Format::Jwt).unwrap();
     let t_new = issue(&claims(), &new, Some("2026"), &prefixed()).unwrap();
-    assert_eq!(
-        verify(t_old.as_bytes(), &set, &opts()).unwrap().key_id,
-        "2025"
-    );
-    assert_eq!(
-        verify(t_new.as_bytes(), &set, &opts()).unwrap().key_id,
-        "2026"
-    );
+    assert_eq!(verify(t_old.as_bytes(), &set, &opts()).unwrap().key_id, "2025");
+    assert_eq!(verify(t_new.as_bytes(), &set, &opts()).unwrap().key_id, "2026");
     // A kid naming the wrong key of the set is a bad signature, not a fallback to the other key.
     let mislabelled = issue(&claims(), &new, Some("2025"), &Format::Jwt).unwrap();
     assert!(matches!(
@@ -146,8 +140,7 @@ fn no_kid_tries_every_key() {
 fn derived_kid_matches_a_key_loaded_without_a_name() {
     let k = key(1);
     let mut set = KeySet::new();
-    set.insert(TrustedKey::new(None, k.verifying_key()).unwrap())
-        .unwrap();
+    set.insert(TrustedKey::new(None, k.verifying_key()).unwrap()).unwrap();
     let kid = keys::derived_key_id(&k.verifying_key());
     let token = issue(&claims(), &k, Some(&kid), &Format::Jwt).unwrap();
     assert_eq!(verify(token.as_bytes(), &set, &opts()).unwrap().key_id, kid);
@@ -213,9 +206,7 @@ fn not_yet_valid_beyond_leeway_only() {
     };
     let token = issue(&c, &k, None, &Format::Jwt).unwrap();
     assert_eq!(
-        verify(token.as_bytes(), &set, &opts())
-            .unwrap_err()
-            .reason(),
+        verify(token.as_bytes(), &set, &opts()).unwrap_err().reason(),
         "NotYetValid"
     );
 }
@@ -230,10 +221,7 @@ fn expired_keys_verify_expiry_is_a_state() {
     };
     let token = issue(&c, &k, None, &Format::Jwt).unwrap();
     let verified = verify(token.as_bytes(), &keyset(&[("v1", &k)]), &opts()).unwrap();
-    let timeline = Timeline::new(
-        &verified.claims,
-        &Policy::default().for_claims(&verified.claims),
-    );
+    let timeline = Timeline::new(&verified.claims, &Policy::default().for_claims(&verified.claims));
     assert_eq!(timeline.state_at(now()), State::Grace);
 }
 
@@ -242,11 +230,7 @@ fn alg_none_is_refused() {
     let k = key(1);
     let set = keyset(&[("v1", &k)]);
     let claims_json = serde_json::to_string(&claims()).unwrap();
-    for header in [
-        r#"{"alg":"none","typ":"JWT"}"#,
-        r#"{"alg":"None"}"#,
-        r#"{"alg":""}"#,
-    ] {
+    for header in [r#"{"alg":"none","typ":"JWT"}"#, r#"{"alg":"None"}"#, r#"{"alg":""}"#] {
         let token = forge_jwt(header, &claims_json, |_| vec![]);
         let token = token.trim_end_matches('.').to_string() + ".";
         let err = verify(token.as_bytes(), &set, &opts()).unwrap_err();
@@ -260,26 +244,14 @@ fn hs256_signed_with_the_public_key_is_refused() {
     let set = keyset(&[("v1", &k)]);
     let claims_json = serde_json::to_string(&claims()).unwrap();
     let public_pem = public_key_to_pem(&k.verifying_key());
-    for secret in [
-        public_pem.as_bytes(),
-        k.verifying_key().as_bytes().as_slice(),
-    ] {
-        let token = forge_jwt(
-            r#"{"alg":"HS256","typ":"JWT","kid":"v1"}"#,
-            &claims_json,
-            |m| {
-                let mut mac = Hmac::<Sha256>::new_from_slice(secret).unwrap();
-                mac.update(m);
-                mac.finalize().into_bytes().to_vec()
-            },
-        );
+    for secret in [public_pem.as_bytes(), k.verifying_key().as_bytes().as_slice()] {
+        let token = forge_jwt(r#"{"alg":"HS256","typ":"JWT","kid":"v1"}"#, &claims_json, |m| {
+            let mut mac = Hmac::<Sha256>::new_from_slice(secret).unwrap();
+            mac.update(m);
+            mac.finalize().into_bytes().to_vec()
+        });
         let err = verify(token.as_bytes(), &set, &opts()).unwrap_err();
-        assert_eq!(
-            err,
-            VerifyError::UnsupportedAlgorithm {
-                alg: "HS256".into()
-            }
-        );
+        assert_eq!(err, VerifyError::UnsupportedAlgorithm { alg: "HS256".into() });
     }
 }
 
@@ -287,15 +259,11 @@ fn hs256_signed_with_the_public_key_is_refused() {
 fn rs256_and_other_algorithms_are_refused() {
     let set = keyset(&[("v1", &key(1))]);
     for alg in ["RS256", "ES256", "PS256", "HS512", "Ed25519", "eddsa"] {
-        let token = forge_jwt(
-            &format!(r#"{{"alg":"{alg}"}}"#),
-            r#"{"sub":"a","aud":"b"}"#,
-            |_| vec![7; 256],
-        );
+        let token = forge_jwt(&format!(r#"{{"alg":"{alg}"}}"#), r#"{"sub":"a","aud":"b"}"#, |_| {
+            vec![7; 256]
+        });
         assert_eq!(
-            verify(token.as_bytes(), &set, &opts())
-                .unwrap_err()
-                .reason(),
+            verify(token.as_bytes(), &set, &opts()).unwrap_err().reason(),
             "UnsupportedAlgorithm",
             "{alg}"
         );
@@ -334,9 +302,7 @@ fn duplicate_claims_are_refused_even_when_signed() {
     let header = r#"{"alg":"EdDSA","alg":"none"}"#;
     let token = forge_jwt(header, r#"{"sub":"a","aud":"zizq"}"#, ed25519(&k));
     assert_eq!(
-        verify(token.as_bytes(), &set, &opts())
-            .unwrap_err()
-            .reason(),
+        verify(token.as_bytes(), &set, &opts()).unwrap_err().reason(),
         "Malformed"
     );
 }
@@ -345,10 +311,7 @@ fn duplicate_claims_are_refused_even_when_signed() {
 fn signed_but_nonsensical_claims_are_malformed() {
     let k = key(1);
     let set = keyset(&[("v1", &k)]);
-    let huge_value = format!(
-        r#"{{"sub":"a","aud":"zizq","blob":"{}"}}"#,
-        "x".repeat(60_000)
-    );
+    let huge_value = format!(r#"{{"sub":"a","aud":"zizq","blob":"{}"}}"#, "x".repeat(60_000));
     for claims in [
         r#"{"sub":"a","aud":"zizq","exp":-5}"#,
         r#"{"sub":"a","aud":"zizq","exp":253402300799}"#,
@@ -361,18 +324,14 @@ fn signed_but_nonsensical_claims_are_malformed() {
     ] {
         let token = forge_jwt(r#"{"alg":"EdDSA"}"#, claims, ed25519(&k));
         assert_eq!(
-            verify(token.as_bytes(), &set, &opts())
-                .unwrap_err()
-                .reason(),
+            verify(token.as_bytes(), &set, &opts()).unwrap_err().reason(),
             "Malformed",
             "{claims}"
         );
     }
     let token = forge_jwt(r#"{"alg":"EdDSA"}"#, &huge_value, ed25519(&k));
     assert_eq!(
-        verify(token.as_bytes(), &set, &opts())
-            .unwrap_err()
-            .reason(),
+        verify(token.as_bytes(), &set, &opts()).unwrap_err().reason(),
         "TooLarge"
     );
 }
@@ -385,10 +344,7 @@ fn one_mebibyte_of_anything_is_too_large() {
         vec![0u8; 1 << 20],
         (0..1u32 << 20).map(|i| i as u8).collect(),
     ] {
-        assert_eq!(
-            verify(&junk, &set, &opts()).unwrap_err().reason(),
-            "TooLarge"
-        );
+        assert_eq!(verify(&junk, &set, &opts()).unwrap_err().reason(), "TooLarge");
     }
 }
 
@@ -424,30 +380,22 @@ fn a_jwt_signature_cannot_be_replayed_as_a_prefixed_token_or_back() {
     payload.extend_from_slice(&URL_SAFE_NO_PAD.decode(parts[2]).unwrap());
     let replayed = format!("cz_ent_{}", b64(&payload));
     assert_eq!(
-        verify(replayed.as_bytes(), &set, &opts())
-            .unwrap_err()
-            .reason(),
+        verify(replayed.as_bytes(), &set, &opts()).unwrap_err().reason(),
         "SignatureInvalid"
     );
     // And a prefixed signature moved into a JWT.
     let prefixed_token = issue(&claims(), &k, None, &prefixed()).unwrap();
-    let payload = URL_SAFE_NO_PAD
-        .decode(&prefixed_token["cz_ent_".len()..])
-        .unwrap();
+    let payload = URL_SAFE_NO_PAD.decode(&prefixed_token["cz_ent_".len()..]).unwrap();
     let sig = &payload[payload.len() - 64..];
     let forged = format!("{}.{}.{}", b64(&header), b64(&claims_json), b64(sig));
     assert_eq!(
-        verify(forged.as_bytes(), &set, &opts())
-            .unwrap_err()
-            .reason(),
+        verify(forged.as_bytes(), &set, &opts()).unwrap_err().reason(),
         "SignatureInvalid"
     );
     // And a prefixed token moved under another vendor prefix.
     let moved = prefixed_token.replacen("cz_ent_", "cz_dev_", 1);
     assert_eq!(
-        verify(moved.as_bytes(), &set, &opts())
-            .unwrap_err()
-            .reason(),
+        verify(moved.as_bytes(), &set, &opts()).unwrap_err().reason(),
         "SignatureInvalid"
     );
 }
@@ -458,11 +406,7 @@ fn errors_never_contain_the_token() {
     let set = keyset(&[("other", &key(9))]);
     for format in [Format::Jwt, prefixed()] {
         let token = issue(&claims(), &k, Some("v1"), &format).unwrap();
-        for input in [
-            token.clone(),
-            token.replace('.', ".x"),
-            format!("{token}AA"),
-        ] {
+        for input in [token.clone(), token.replace('.', ".x"), format!("{token}AA")] {
             let err = verify(input.as_bytes(), &set, &opts()).unwrap_err();
             let shown = format!("{err} {err:?}");
             let body = &token[token.len() - 40..];
@@ -481,14 +425,7 @@ fn issue_refuses_bad_input() {
         Err(IssueError::ReservedClaim("exp".into()))
     );
     assert!(matches!(
-        issue(
-            &claims(),
-            &k,
-            None,
-            &Format::Prefixed {
-                prefix: "CZ_".into()
-            }
-        ),
+        issue(&claims(), &k, None, &Format::Prefixed { prefix: "CZ_".into() }),
         Err(IssueError::InvalidPrefix(_))
     ));
     assert!(matches!(

@@ -65,12 +65,8 @@ pub fn decode(token: &[u8]) -> Result<Decoded, VerifyError> {
             max: MAX_TOKEN_BYTES,
         });
     }
-    let text = std::str::from_utf8(trim(token)).map_err(|e| {
-        VerifyError::malformed(format!(
-            "not UTF-8 text (invalid byte at offset {})",
-            e.valid_up_to()
-        ))
-    })?;
+    let text = std::str::from_utf8(trim(token))
+        .map_err(|e| VerifyError::malformed(format!("not UTF-8 text (invalid byte at offset {})", e.valid_up_to())))?;
     if text.is_empty() {
         return Err(VerifyError::malformed("empty"));
     }
@@ -163,15 +159,9 @@ fn decode_prefixed(prefix: &str, payload_b64: &str) -> Result<Decoded, VerifyErr
         )));
     }
     // The signature is the tail; its length is known only for EdDSA, which the header must name.
-    let signature_len = if header.alg == "EdDSA" {
-        SIGNATURE_LEN
-    } else {
-        0
-    };
+    let signature_len = if header.alg == "EdDSA" { SIGNATURE_LEN } else { 0 };
     if rest.len() < signature_len {
-        return Err(VerifyError::malformed(
-            "token payload is too short to hold a signature",
-        ));
+        return Err(VerifyError::malformed("token payload is too short to hold a signature"));
     }
     let (claims_json, signature) = rest.split_at(rest.len() - signature_len);
     Ok(Decoded {
@@ -188,8 +178,7 @@ fn decode_prefixed(prefix: &str, payload_b64: &str) -> Result<Decoded, VerifyErr
 /// The exact bytes a prefixed token's signature covers: tag, prefix, NUL, then the payload up to
 /// the signature.
 pub fn prefixed_signed_message(prefix: &str, unsigned_payload: &[u8]) -> Vec<u8> {
-    let mut message =
-        Vec::with_capacity(PREFIXED_SIGNING_TAG.len() + prefix.len() + 1 + unsigned_payload.len());
+    let mut message = Vec::with_capacity(PREFIXED_SIGNING_TAG.len() + prefix.len() + 1 + unsigned_payload.len());
     message.extend_from_slice(PREFIXED_SIGNING_TAG);
     message.extend_from_slice(prefix.as_bytes());
     message.push(0);
@@ -198,12 +187,8 @@ pub fn prefixed_signed_message(prefix: &str, unsigned_payload: &[u8]) -> Vec<u8>
 }
 
 /// Builds the unsigned part of a prefixed payload: header length, header, claims.
-pub fn prefixed_unsigned_payload(
-    header_json: &[u8],
-    claims_json: &[u8],
-) -> Result<Vec<u8>, String> {
-    let header_len =
-        u16::try_from(header_json.len()).map_err(|_| "header over 65535 bytes".to_string())?;
+pub fn prefixed_unsigned_payload(header_json: &[u8], claims_json: &[u8]) -> Result<Vec<u8>, String> {
+    let header_len = u16::try_from(header_json.len()).map_err(|_| "header over 65535 bytes".to_string())?;
     let mut payload = Vec::with_capacity(2 + header_json.len() + claims_json.len() + SIGNATURE_LEN);
     payload.extend_from_slice(&header_len.to_be_bytes());
     payload.extend_from_slice(header_json);

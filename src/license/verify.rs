@@ -44,11 +44,7 @@ pub struct VerifiedLicense {
 
 /// Verifies a license key offline. Expiry is not an error: it is a lifecycle state, see
 /// [`super::lifecycle`].
-pub fn verify(
-    token: &[u8],
-    keys: &KeySet,
-    options: &VerifyOptions,
-) -> Result<VerifiedLicense, VerifyError> {
+pub fn verify(token: &[u8], keys: &KeySet, options: &VerifyOptions) -> Result<VerifiedLicense, VerifyError> {
     let decoded = token::decode(token)?;
     check_header(&decoded.header)?;
     let key_id = check_signature(&decoded, keys)?;
@@ -105,11 +101,7 @@ fn check_signature(decoded: &token::Decoded, keys: &KeySet) -> Result<String, Ve
     for key in keys.candidates(kid) {
         tried += 1;
         // verify_strict also refuses weak keys and non-canonical signatures.
-        if key
-            .key()
-            .verify_strict(&decoded.signed_message, &signature)
-            .is_ok()
-        {
+        if key.key().verify_strict(&decoded.signed_message, &signature).is_ok() {
             return Ok(key.id().to_string());
         }
     }

@@ -61,8 +61,6 @@ pub async fn serve_health(listener: TcpListener, ready: Readiness) -> std::io::R
 }
 
 pub async fn serve_metrics(listener: TcpListener, metrics: Arc<Metrics>) -> std::io::Result<()> {
-    let app = Router::new()
-        .route("/metrics", get(self::metrics))
-        .with_state(metrics);
+    let app = Router::new().route("/metrics", get(self::metrics)).with_state(metrics);
     axum::serve(listener, app).await
 }

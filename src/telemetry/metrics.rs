@@ -71,11 +71,7 @@ impl Default for Metrics {
             "1 when the license key verifies, else 0",
             m.valid.clone(),
         );
-        registry.register(
-            "keyward_reconcile",
-            "License reconciliations",
-            m.reconciles.clone(),
-        );
+        registry.register("keyward_reconcile", "License reconciliations", m.reconciles.clone());
         registry.register(
             "keyward_reconcile_errors",
             "License reconciliations that failed, by error",
@@ -122,21 +118,14 @@ impl Metrics {
     }
 
     pub fn trusted_keys(&self, count: usize) {
-        self.trusted_keys
-            .set(i64::try_from(count).unwrap_or(i64::MAX));
+        self.trusted_keys.set(i64::try_from(count).unwrap_or(i64::MAX));
     }
 
     pub fn trust_reload_failed(&self) {
         self.trust_reload_errors.inc();
     }
 
-    pub fn license(
-        &self,
-        namespace: &str,
-        name: &str,
-        state: LicenseState,
-        expires_at: Option<jiff::Timestamp>,
-    ) {
+    pub fn license(&self, namespace: &str, name: &str, state: LicenseState, expires_at: Option<jiff::Timestamp>) {
         let l = labels(namespace, name);
         match expires_at {
             Some(t) => {
@@ -173,8 +162,7 @@ impl Metrics {
 
     pub fn encode(&self) -> String {
         let mut out = String::new();
-        prometheus_client::encoding::text::encode(&mut out, &self.registry)
-            .expect("writing to a String cannot fail");
+        prometheus_client::encoding::text::encode(&mut out, &self.registry).expect("writing to a String cannot fail");
         out
     }
 }
@@ -197,12 +185,8 @@ mod tests {
             text.contains(r#"keyward_license_state{namespace="ns",name="acme",state="Warning"} 1"#),
             "{text}"
         );
-        assert!(
-            text.contains(r#"keyward_license_state{namespace="ns",name="acme",state="Active"} 0"#)
-        );
-        assert!(text.contains(
-            r#"keyward_license_expiry_timestamp_seconds{namespace="ns",name="acme"} 2000000000"#
-        ));
+        assert!(text.contains(r#"keyward_license_state{namespace="ns",name="acme",state="Active"} 0"#));
+        assert!(text.contains(r#"keyward_license_expiry_timestamp_seconds{namespace="ns",name="acme"} 2000000000"#));
         assert!(text.contains(r#"keyward_license_valid{namespace="ns",name="acme"} 1"#));
         m.reconciled(Duration::from_millis(3));
         assert!(m.encode().contains("keyward_reconcile_total 1"));

@@ -130,11 +130,7 @@ pub fn kubectl_bin() -> PathBuf {
         return bin.into();
     }
     let local = repo_root().join("bin/kubectl");
-    if local.exists() {
-        local
-    } else {
-        "kubectl".into()
-    }
+    if local.exists() { local } else { "kubectl".into() }
 }
 
 pub fn helm_bin() -> PathBuf {
@@ -174,10 +170,7 @@ impl TestNamespace {
         getrandom::fill(&mut suffix).unwrap();
         let name = format!(
             "{prefix}-{}",
-            suffix
-                .iter()
-                .map(|b| format!("{b:02x}"))
-                .collect::<String>()
+            suffix.iter().map(|b| format!("{b:02x}")).collect::<String>()
         );
         let ns: Namespace = serde_json::from_value(serde_json::json!({
             "metadata": {"name": name, "labels": {"keyward.dev/test": "true"}}

@@ -22,29 +22,17 @@ use serde_json::json;
 use super::{env, eventually};
 
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
 /// Applies `crds/` with the real kubectl (so it must apply cleanly on this server's version) and
 /// waits until the CRD is established.
 pub async fn install_crd(client: &Client) {
-    super::kubectl(&[
-        "apply",
-        "-f",
-        &super::repo_root().join("crds").display().to_string(),
-    ]);
+    super::kubectl(&["apply", "-f", &super::repo_root().join("crds").display().to_string()]);
     let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
     tokio::time::timeout(
         Duration::from_secs(30),
-        await_condition(
-            crds,
-            "licenses.keyward.dev",
-            conditions::is_crd_established(),
-        ),
+        await_condition(crds, "licenses.keyward.dev", conditions::is_crd_established()),
     )
     .await
     .expect("CRD established in time")
@@ -110,28 +98,20 @@ impl Operator {
     pub async fn wait_ready(&self) {
         let addr = self.health_addr;
         eventually("operator /readyz", Duration::from_secs(30), || async move {
-            http_get(addr, "/readyz")
-                .filter(|(code, _)| *code == 200)
-                .map(|_| ())
+            http_get(addr, "/readyz").filter(|(code, _)| *code == 200).map(|_| ())
         })
         .await;
     }
 
     pub fn metrics(&self) -> String {
-        http_get(self.metrics_addr, "/metrics")
-            .expect("metrics endpoint")
-            .1
+        http_get(self.metrics_addr, "/metrics").expect("metrics endpoint").1
     }
 
     /// The value of one sample, e.g. `keyward_reconcile_total`.
     pub fn metric(&self, sample: &str) -> Option<f64> {
-        self.metrics().lines().find_map(|l| {
-            l.strip_prefix(sample)?
-                .strip_prefix(' ')?
-                .trim()
-                .parse()
-                .ok()
-        })
+        self.metrics()
+            .lines()
+            .find_map(|l| l.strip_prefix(sample)?.strip_prefix(' ')?.trim().parse().ok())
     }
 
     pub fn logs(&self) -> String {
@@ -255,13 +235,7 @@ fn base64_std(bytes: &[u8]) -> String {
     base64::engine::general_purpose::STANDARD.encode(bytes)
 }
 
-pub async fn create_license(
-    client: &Client,
-    namespace: &str,
-    name: &str,
-    secret: &str,
-    product: &str,
-) -> License {
+pub async fn create_license(client: &Client, namespace: &str, name: &str, secret: &str, product: &str) -> License {
     let licenses: Api<License> = Api::namespaced(client.clone(), namespace);
     let license: License = serde_json::from_value(json!({
         "apiVersion": "keyward.dev/v1alpha1", "kind": "License",
@@ -287,14 +261,7 @@ pub async fn wait_license(
     eventually(what, Duration::from_secs(30), || {
         let licenses = licenses.clone();
         let check = &check;
-        async move {
-            licenses
-                .get_opt(name)
-                .await
-                .ok()
-                .flatten()
-                .filter(|l| check(l))
-        }
+        async move { licenses.get_opt(name).await.ok().flatten().filter(|l| check(l)) }
     })
     .await
 }
@@ -304,6 +271,5 @@ pub fn state(l: &License) -> Option<String> {
 }
 
 pub fn condition(l: &License, type_: &str) -> Option<(String, String)> {
-    l.status_condition(type_)
-        .map(|c| (c.status.clone(), c.reason.clone()))
+    l.status_condition(type_).map(|c| (c.status.clone(), c.reason.clone()))
 }

@@ -2,9 +2,7 @@ use jiff::{SignedDuration, Timestamp};
 
 use super::*;
 use crate::license::keys::signing_key_from_seed;
-use crate::license::{
-    Claims, ExtraClaims, Format, KeySet, TrustedKey, VerifyOptions, issue, verify,
-};
+use crate::license::{Claims, ExtraClaims, Format, KeySet, TrustedKey, VerifyOptions, issue, verify};
 
 const DAY: SignedDuration = SignedDuration::from_hours(24);
 const ISSUED: i64 = 1_800_000_000;
@@ -112,12 +110,7 @@ fn states_conditions_and_events_through_the_lifecycle() {
             "ExpiresSoon",
             (EXPIRING, "True"),
         ),
-        (
-            ts(EXP),
-            LicenseState::Grace,
-            "InGracePeriod",
-            (IN_GRACE, "True"),
-        ),
+        (ts(EXP), LicenseState::Grace, "InGracePeriod", (IN_GRACE, "True")),
         (
             ts(EXP) + DAY * 14,
             LicenseState::ReadOnly,
@@ -162,11 +155,7 @@ fn one_notice_per_day_in_the_last_fourteen_days_and_not_again_after_restart() {
     let mut at = ts(EXP) - DAY * 20;
     while at < ts(EXP) {
         let out = run(Some(&prev), &key, at);
-        notices += out
-            .events
-            .iter()
-            .filter(|e| e.reason == "ExpiryNotice")
-            .count();
+        notices += out.events.iter().filter(|e| e.reason == "ExpiryNotice").count();
         // The same instant reconciled again (a restart) sends nothing new.
         assert!(run(Some(&out.status), &key, at).events.is_empty());
         prev = out.status;
@@ -179,11 +168,7 @@ fn one_notice_per_day_in_the_last_fourteen_days_and_not_again_after_restart() {
 #[test]
 fn wake_up_is_the_next_notice_inside_the_notice_window() {
     let key = ok(license(1, Some(EXP)));
-    let out = run(
-        None,
-        &key,
-        ts(EXP) - DAY * 10 + SignedDuration::from_secs(5),
-    );
+    let out = run(None, &key, ts(EXP) - DAY * 10 + SignedDuration::from_secs(5));
     assert_eq!(out.wake_at, Some(ts(EXP) - DAY * 9));
     assert_eq!(out.status.next_transition_at, Some(rfc3339(ts(EXP))));
 }
@@ -195,21 +180,14 @@ fn a_refused_key_keeps_the_last_good_one_and_says_why() {
     let s = &out.status;
     assert_eq!(s.state, Some(LicenseState::Invalid));
     assert_eq!(s.last_good, good.last_good);
-    assert_eq!(
-        s.licensee, None,
-        "unverified claims are never shown as facts"
-    );
+    assert_eq!(s.licensee, None, "unverified claims are never shown as facts");
     assert_eq!(condition(s, VALID).status, "False");
     assert_eq!(condition(s, VALID).reason, "SignatureInvalid");
     assert_eq!(condition(s, READY).status, "False");
     assert_eq!(condition(s, EXPIRING).status, "Unknown");
     assert_eq!(out.events.len(), 1);
     assert_eq!(out.events[0].reason, "SignatureInvalid");
-    assert!(
-        out.events[0].note.contains("last good key"),
-        "{}",
-        out.events[0].note
-    );
+    assert!(out.events[0].note.contains("last good key"), "{}", out.events[0].note);
     assert_eq!(out.wake_at, None);
     // The same refusal again: no new event. A different one: a new event.
     assert!(
@@ -230,11 +208,7 @@ fn a_refused_key_keeps_the_last_good_one_and_says_why() {
 #[test]
 fn rotation_to_another_valid_key_is_announced() {
     let first = run(None, &ok(license(1, Some(EXP))), ts(ISSUED)).status;
-    let out = run(
-        Some(&first),
-        &ok(license(2, Some(EXP + 86_400))),
-        ts(ISSUED + 10),
-    );
+    let out = run(Some(&first), &ok(license(2, Some(EXP + 86_400))), ts(ISSUED + 10));
     assert_eq!(out.events.len(), 1);
     assert_eq!(out.events[0].reason, "KeyRotated");
     assert_ne!(out.status.key_fingerprint, first.key_fingerprint);

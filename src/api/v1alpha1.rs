@@ -43,7 +43,13 @@ use serde::{Deserialize, Serialize};
         json_path = ".status.seats.summary",
         priority = "1"
     ),
-    printcolumn(name = "Key-ID", type_ = "string", json_path = ".status.keyId", priority = "1")
+    printcolumn(name = "Key-ID", type_ = "string", json_path = ".status.keyId", priority = "1"),
+    printcolumn(
+        name = "Rolled-Out",
+        type_ = "string",
+        json_path = ".status.rollout.summary",
+        priority = "1"
+    )
 )]
 #[serde(rename_all = "camelCase")]
 pub struct LicenseSpec {

@@ -28,7 +28,11 @@ pub fn free_port() -> u16 {
 /// Applies `crds/` with the real kubectl (so it must apply cleanly on this server's version) and
 /// waits until the CRD is established.
 pub async fn install_crd(client: &Client) {
-    super::kubectl(&["apply", "-f", &super::repo_root().join("crds").display().to_string()]);
+    // Once per process: concurrent `kubectl apply` of a new object race to create it.
+    static APPLIED: std::sync::OnceLock<()> = std::sync::OnceLock::new();
+    APPLIED.get_or_init(|| {
+        super::kubectl(&["apply", "-f", &super::repo_root().join("crds").display().to_string()]);
+    });
     let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
     tokio::time::timeout(
         Duration::from_secs(30),
@@ -50,6 +54,16 @@ pub struct Operator {
 impl Operator {
     /// Starts `keyward controller` watching one namespace, trusting the keys in `trust_dir`.
     pub fn start(namespace: &str, trust_dir: &Path, extra: &[&str]) -> Self {
+        Self::launch(Some(namespace), trust_dir, extra)
+    }
+
+    /// Starts an operator watching every namespace; give it `--license-selector` so concurrent
+    /// tests' operators leave each other's Licenses alone.
+    pub fn start_cluster_wide(trust_dir: &Path, extra: &[&str]) -> Self {
+        Self::launch(None, trust_dir, extra)
+    }
+
+    fn launch(namespace: Option<&str>, trust_dir: &Path, extra: &[&str]) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let log = dir.path().join("operator.log");
         let metrics_addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
@@ -63,7 +77,7 @@ impl Operator {
                     .map(|p| vec!["--kubeconfig".to_string(), p.display().to_string()])
                     .unwrap_or_default(),
             )
-            .args(["--namespace", namespace])
+            .args(namespace.map(|ns| vec!["--namespace", ns]).unwrap_or_default())
             .arg("--trusted-keys")
             .arg(trust_dir)
             .args([
@@ -272,4 +286,38 @@ pub fn state(l: &License) -> Option<String> {
 
 pub fn condition(l: &License, type_: &str) -> Option<(String, String)> {
     l.status_condition(type_).map(|c| (c.status.clone(), c.reason.clone()))
+}
+
+/// Creates a License from a full manifest (for rollout specs and labels).
+pub async fn create_license_from(client: &Client, namespace: &str, manifest: serde_json::Value) -> License {
+    let licenses: Api<License> = Api::namespaced(client.clone(), namespace);
+    let license: License = serde_json::from_value(manifest).unwrap();
+    licenses
+        .create(&PostParams::default(), &license)
+        .await
+        .expect("create license")
+}
+
+/// A Namespace with labels, for selector targets.
+pub async fn labelled_namespace(client: &Client, prefix: &str, labels: serde_json::Value) -> String {
+    use k8s_openapi::api::core::v1::Namespace;
+    let mut suffix = [0u8; 4];
+    getrandom::fill(&mut suffix).unwrap();
+    let name = format!(
+        "{prefix}-{}",
+        suffix.iter().map(|b| format!("{b:02x}")).collect::<String>()
+    );
+    let ns: Namespace = serde_json::from_value(json!({"metadata": {"name": name, "labels": labels}})).unwrap();
+    Api::<Namespace>::all(client.clone())
+        .create(&PostParams::default(), &ns)
+        .await
+        .expect("create namespace");
+    name
+}
+
+/// A run id unique to one test, for labels that keep concurrent tests' operators apart.
+pub fn run_id() -> String {
+    let mut b = [0u8; 4];
+    getrandom::fill(&mut b).unwrap();
+    b.iter().map(|b| format!("{b:02x}")).collect()
 }

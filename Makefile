@@ -3,7 +3,7 @@ SHELL := /bin/bash
 CARGO ?= cargo
 export PATH := $(CURDIR)/bin:$(PATH)
 
-.PHONY: help tools build test lint unit integration bench demo fuzz crds image clean envtest-start envtest-stop
+.PHONY: help tools build test lint unit integration bench bench-operator demo image install-plugin fuzz crds image clean envtest-start envtest-stop
 
 help: ## Show this help
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
@@ -24,8 +24,22 @@ unit: ## Unit and property tests of the pure core (no cluster)
 test: tools lint ## Everything: lint, unit, property and integration tests on a real API server
 	$(CARGO) test --locked --all-targets
 
-bench: ## Criterion benchmarks; figures go in the README
+bench: ## Criterion benchmarks of the core, then the operator benchmarks; figures go in the README
 	$(CARGO) bench --locked --bench verify
+	$(MAKE) bench-operator
+
+bench-operator: tools ## Operator benchmarks on a local control plane: cold start, memory, rotation propagation
+	$(CARGO) bench --locked --bench operator
+
+demo: ## Main job end to end on a local control plane: mint, verify, roll out, renew, refuse
+	@hack/demo.sh
+
+image: ## Container image (needs a container engine: docker or podman)
+	$${CONTAINER_ENGINE:-docker} build -t $${IMAGE:-ghcr.io/keyward/keyward:0.1.0} .
+
+install-plugin: build ## Install keyward and the `kubectl keyward` plugin link into ~/.local/bin
+	install -D target/release/keyward $$HOME/.local/bin/keyward
+	ln -sf keyward $$HOME/.local/bin/kubectl-keyward
 
 fuzz: ## Fuzz both token parsers (needs cargo-fuzz; FUZZ_TIME seconds, default 60)
 	cd fuzz && RUSTC_BOOTSTRAP=1 cargo fuzz run parse_token seeds -- -max_total_time=$${FUZZ_TIME:-60}

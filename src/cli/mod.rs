@@ -5,6 +5,7 @@ mod crd;
 mod inspect;
 mod issue;
 mod keygen;
+mod status;
 
 use std::process::ExitCode;
 
@@ -30,6 +31,8 @@ enum Command {
     Controller(Box<controller::Args>),
     /// Print the License CustomResourceDefinition.
     Crd(crd::Args),
+    /// Show a License's state, timeline, conditions, rollout and events.
+    Status(status::Args),
 }
 
 /// An error in how keyward was called or what it was given to read: exit status 2.
@@ -49,6 +52,7 @@ pub fn main() -> ExitCode {
         Command::Inspect(args) => inspect::run(args),
         Command::Controller(args) => controller::run(*args),
         Command::Crd(args) => crd::run(args),
+        Command::Status(args) => status::run(args),
     };
     match result {
         Ok(code) => code,

@@ -20,7 +20,7 @@ use k8s_openapi::api::core::v1::{Namespace, Secret};
 use kube::core::PartialObjectMeta;
 use kube::runtime::events::{Recorder, Reporter};
 use kube::runtime::reflector::ObjectRef;
-use kube::runtime::{Controller, watcher};
+use kube::runtime::{Controller, controller, watcher};
 use kube::{Api, Client, ResourceExt};
 use tracing::{info, warn};
 
@@ -33,6 +33,10 @@ use crate::api::v1alpha1::License;
 use crate::telemetry::{Metrics, Readiness};
 
 pub const CONTROLLER_NAME: &str = "keyward";
+
+/// Reconciles in flight at once: enough to keep the API server busy, few enough that a cold start
+/// with thousands of Licenses does not hold thousands of responses in memory at the same time.
+const RECONCILE_CONCURRENCY: u16 = 32;
 
 pub struct RunOptions {
     /// Watch one namespace, or all when `None`.
@@ -128,6 +132,7 @@ pub async fn run(
                 .collect::<Vec<_>>()
         })
         .reconcile_all_on(trust_changes)
+        .with_config(controller::Config::default().concurrency(RECONCILE_CONCURRENCY))
         .graceful_shutdown_on(shutdown);
     if options.namespace.is_none() {
         // A namespace appearing, or its labels changing, may add or remove selector targets.

@@ -73,6 +73,8 @@ async fn apply(license: &License, namespace: &str, ctx: &Context) -> Result<Acti
         _ => None,
     };
     let rollout = rollout::roll_out(&ctx.client, license, rolled.as_ref(), &ctx.settings.rollout).await?;
+    ctx.metrics
+        .rollout(namespace, &name, rollout.as_ref().map(|r| r.rolled_out));
     let rollout_events = status::with_rollout(&mut outcome.status, prev, rollout, now);
     outcome.events.extend(rollout_events);
 

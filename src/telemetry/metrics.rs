@@ -35,6 +35,7 @@ pub struct Metrics {
     expiry: Family<LicenseLabels, Gauge<f64, AtomicU64>>,
     state: Family<StateLabels, Gauge>,
     valid: Family<LicenseLabels, Gauge>,
+    rolled_out: Family<LicenseLabels, Gauge>,
     reconciles: Counter,
     reconcile_errors: Family<ErrorLabels, Counter>,
     reconcile_duration: Histogram,
@@ -49,6 +50,7 @@ impl Default for Metrics {
             expiry: Family::default(),
             state: Family::default(),
             valid: Family::default(),
+            rolled_out: Family::default(),
             reconciles: Counter::default(),
             reconcile_errors: Family::default(),
             reconcile_duration: Histogram::new(exponential_buckets(0.001, 2.0, 14)),
@@ -70,6 +72,11 @@ impl Default for Metrics {
             "keyward_license_valid",
             "1 when the license key verifies, else 0",
             m.valid.clone(),
+        );
+        registry.register(
+            "keyward_license_rolled_out",
+            "1 when every rollout target holds the current key, else 0 (absent without targets)",
+            m.rolled_out.clone(),
         );
         registry.register("keyward_reconcile", "License reconciliations", m.reconciles.clone());
         registry.register(
@@ -147,8 +154,22 @@ impl Metrics {
         }
     }
 
+    /// `None` when the License has no rollout targets.
+    pub fn rollout(&self, namespace: &str, name: &str, rolled_out: Option<bool>) {
+        let l = labels(namespace, name);
+        match rolled_out {
+            Some(ok) => {
+                self.rolled_out.get_or_create(&l).set(i64::from(ok));
+            }
+            None => {
+                self.rolled_out.remove(&l);
+            }
+        }
+    }
+
     pub fn forget_license(&self, namespace: &str, name: &str) {
         let l = labels(namespace, name);
+        self.rolled_out.remove(&l);
         self.expiry.remove(&l);
         self.valid.remove(&l);
         for s in LicenseState::ALL {

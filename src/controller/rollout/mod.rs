@@ -259,7 +259,10 @@ pub async fn roll_out(
 ) -> Result<Option<RolloutSummary>, Error> {
     let has_targets = license.spec.rollout.as_ref().is_some_and(|r| !r.targets.is_empty());
     if !has_targets {
-        if content.is_some() {
+        // Targets were removed from the spec: their Secrets go too. Licenses that never had
+        // targets skip the lookup.
+        let had_targets = license.status.as_ref().is_some_and(|s| s.rollout.is_some());
+        if had_targets && content.is_some() {
             prune(client, license, settings, &BTreeSet::new()).await?;
         }
         return Ok(None);

@@ -1,0 +1,65 @@
+{{- define "keyward.name" -}}
+{{- .Chart.Name | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+
+{{- define "keyward.fullname" -}}
+{{- if contains .Chart.Name .Release.Name -}}
+{{- .Release.Name | trunc 63 | trimSuffix "-" -}}
+{{- else -}}
+{{- printf "%s-%s" .Release.Name .Chart.Name | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+{{- end -}}
+
+{{- define "keyward.labels" -}}
+helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" }}
+{{ include "keyward.selectorLabels" . }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+{{- end -}}
+
+{{- define "keyward.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "keyward.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+{{- end -}}
+
+{{- define "keyward.serviceAccountName" -}}
+{{- if .Values.serviceAccount.create -}}
+{{- default (include "keyward.fullname" .) .Values.serviceAccount.name -}}
+{{- else -}}
+{{- default "default" .Values.serviceAccount.name -}}
+{{- end -}}
+{{- end -}}
+
+{{- define "keyward.trustedKeysConfigMap" -}}
+{{- default (printf "%s-trusted-keys" (include "keyward.fullname" .)) .Values.existingTrustedKeysConfigMap -}}
+{{- end -}}
+
+{{- define "keyward.leaderElect" -}}
+{{- if or .Values.leaderElection.enabled (gt (int .Values.replicaCount) 1) -}}true{{- end -}}
+{{- end -}}
+
+{{/* Rules the operator needs on the Licenses it watches, wherever they are. */}}
+{{- define "keyward.licenseRules" -}}
+- apiGroups: [keyward.dev]
+  resources: [licenses]
+  verbs: [get, list, watch, patch]
+- apiGroups: [keyward.dev]
+  resources: [licenses/status]
+  verbs: [get, patch]
+- apiGroups: [""]
+  resources: [secrets]
+  verbs: [get, list, watch, create, update, delete]
+- apiGroups: [""]
+  resources: [pods]
+  verbs: [list, patch]
+- apiGroups: [events.k8s.io]
+  resources: [events]
+  verbs: [create, patch]
+{{- end -}}
+
+{{/* A duration like 14d, 12h, 30m or 90s, in seconds, for PromQL. */}}
+{{- define "keyward.seconds" -}}
+{{- $d := toString . -}}
+{{- $n := int (trimSuffix "s" (trimSuffix "m" (trimSuffix "h" (trimSuffix "d" $d)))) -}}
+{{- if hasSuffix "d" $d -}}{{ mul $n 86400 }}{{- else if hasSuffix "h" $d -}}{{ mul $n 3600 }}{{- else if hasSuffix "m" $d -}}{{ mul $n 60 }}{{- else -}}{{ $n }}{{- end -}}
+{{- end -}}

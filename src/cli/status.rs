@@ -1,0 +1,429 @@
+//! `keyward status`: one License at a glance, like `cmctl status` — state, timeline, claims,
+//! conditions, rollout and the latest events. Also works as `kubectl keyward status`.
+
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use jiff::Timestamp;
+use k8s_openapi::api::events::v1::Event;
+use kube::api::ListParams;
+use kube::{Api, ResourceExt};
+use serde_json::json;
+
+use crate::api::v1alpha1::{License, LicenseState};
+use crate::license::humanize::friendly_between;
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// License name; omit with -A to show every License.
+    #[arg(value_name = "NAME", required_unless_present = "all_namespaces")]
+    name: Option<String>,
+    /// Namespace (default: the kubeconfig context's).
+    #[arg(long, short = 'n', value_name = "NS")]
+    namespace: Option<String>,
+    /// Every License in every namespace.
+    #[arg(long, short = 'A', conflicts_with = "name")]
+    all_namespaces: bool,
+    #[arg(long, short = 'o', value_enum, default_value_t = Output::Text)]
+    output: Output,
+    #[arg(long, env = "KUBECONFIG", value_name = "PATH")]
+    kubeconfig: Option<PathBuf>,
+    /// How many recent events to show.
+    #[arg(long, default_value_t = 5)]
+    events: usize,
+}
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum Output {
+    Text,
+    Json,
+}
+
+pub fn run(args: Args) -> anyhow::Result<ExitCode> {
+    let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
+    runtime.block_on(run_async(args))
+}
+
+async fn run_async(args: Args) -> anyhow::Result<ExitCode> {
+    // KUBECONFIG may list several files; the first is the one to read here.
+    let kubeconfig = args.kubeconfig.as_ref().and_then(|p| std::env::split_paths(p).next());
+    let client = super::controller::client(kubeconfig.as_ref()).await?;
+    let licenses: Vec<License> = if args.all_namespaces {
+        Api::<License>::all(client.clone())
+            .list(&ListParams::default())
+            .await
+            .context("listing Licenses")?
+            .items
+    } else {
+        let api: Api<License> = match &args.namespace {
+            Some(ns) => Api::namespaced(client.clone(), ns),
+            None => Api::default_namespaced(client.clone()),
+        };
+        let name = args.name.as_deref().expect("clap requires NAME without -A");
+        match api.get_opt(name).await.context("reading the License")? {
+            Some(l) => vec![l],
+            None => {
+                return Err(super::usage(anyhow::anyhow!(
+                    "License {name:?} not found in namespace {:?}",
+                    api_namespace(&args)
+                )));
+            }
+        }
+    };
+    let now = Timestamp::now();
+    let colour = matches!(args.output, Output::Text)
+        && std::io::stdout().is_terminal()
+        && std::env::var_os("NO_COLOR").is_none();
+    let mut reports = Vec::new();
+    for license in &licenses {
+        let ns = license.namespace().unwrap_or_default();
+        let events = Api::<Event>::namespaced(client.clone(), &ns)
+            .list(&ListParams::default())
+            .await
+            .map(|l| l.items)
+            .unwrap_or_default();
+        let events = latest_events(license, events, args.events);
+        match args.output {
+            Output::Text => reports.push(render(license, &events, now, colour)),
+            Output::Json => reports.push(serde_json::to_string_pretty(
+                &json!({"license": license, "events": events}),
+            )?),
+        }
+    }
+    if matches!(args.output, Output::Json) && args.all_namespaces {
+        let all: Vec<serde_json::Value> = reports
+            .iter()
+            .map(|r| serde_json::from_str(r).expect("own JSON"))
+            .collect();
+        println!("{}", serde_json::to_string_pretty(&all)?);
+    } else if licenses.is_empty() {
+        println!("No Licenses found.");
+    } else {
+        println!("{}", reports.join("\n"));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn api_namespace(args: &Args) -> String {
+    args.namespace.clone().unwrap_or_else(|| "<current context>".into())
+}
+
+fn event_time(e: &Event) -> Option<Timestamp> {
+    e.series
+        .as_ref()
+        .map(|s| s.last_observed_time.0)
+        .or_else(|| e.event_time.as_ref().map(|t| t.0))
+        .or_else(|| e.deprecated_last_timestamp.as_ref().map(|t| t.0))
+}
+
+/// The License's events, newest first.
+fn latest_events(license: &License, events: Vec<Event>, keep: usize) -> Vec<Event> {
+    let uid = license.uid();
+    let mut mine: Vec<Event> = events
+        .into_iter()
+        .filter(|e| {
+            e.regarding.as_ref().is_some_and(|r| {
+                r.kind.as_deref() == Some("License")
+                    && r.name.as_deref() == license.metadata.name.as_deref()
+                    && (r.uid.is_none() || r.uid == uid)
+            })
+        })
+        .collect();
+    mine.sort_by_key(|e| std::cmp::Reverse(event_time(e)));
+    mine.truncate(keep);
+    mine
+}
+
+struct Paint(bool);
+
+impl Paint {
+    fn code(&self, code: &str, text: &str) -> String {
+        if self.0 {
+            format!("\x1b[{code}m{text}\x1b[0m")
+        } else {
+            text.to_string()
+        }
+    }
+    fn bold(&self, t: &str) -> String {
+        self.code("1", t)
+    }
+    fn dim(&self, t: &str) -> String {
+        self.code("2", t)
+    }
+    fn state(&self, state: Option<LicenseState>) -> String {
+        let text = state.map_or("Unknown".to_string(), |s| s.to_string());
+        match state {
+            Some(LicenseState::Active) => self.code("1;32", &text),
+            Some(LicenseState::Warning | LicenseState::Pending) => self.code("1;33", &text),
+            _ => self.code("1;31", &text),
+        }
+    }
+    fn condition(&self, status: &str) -> String {
+        match status {
+            "True" => self.code("32", status),
+            "False" => self.code("31", status),
+            _ => self.code("33", status),
+        }
+    }
+}
+
+fn explain(state: Option<LicenseState>) -> &'static str {
+    match state {
+        Some(LicenseState::Pending) => "the key is not valid yet (or has not been evaluated)",
+        Some(LicenseState::Invalid) => "the key was refused; workloads keep the last good key",
+        Some(s @ (LicenseState::Active | LicenseState::Warning | LicenseState::Grace | LicenseState::ReadOnly)) => {
+            let core = match s {
+                LicenseState::Active => crate::license::State::Active,
+                LicenseState::Warning => crate::license::State::Warning,
+                LicenseState::Grace => crate::license::State::Grace,
+                _ => crate::license::State::ReadOnly,
+            };
+            core.explanation()
+        }
+        None => "not reconciled yet: is the operator running?",
+    }
+}
+
+fn relative(now: Timestamp, at: Timestamp) -> String {
+    if at >= now {
+        format!("in {}", friendly_between(now, at))
+    } else {
+        format!("{} ago", friendly_between(at, now))
+    }
+}
+
+/// Renders one License for a terminal.
+pub(crate) fn render(license: &License, events: &[Event], now: Timestamp, colour: bool) -> String {
+    let p = Paint(colour);
+    let status = license.status.clone().unwrap_or_default();
+    let mut out = String::new();
+    let mut line = |s: String| {
+        out.push_str(&s);
+        out.push('\n');
+    };
+    line(p.bold(&format!(
+        "License {}/{}",
+        license.namespace().unwrap_or_default(),
+        license.name_any()
+    )));
+    line(format!(
+        "  State:       {} - {}",
+        p.state(status.state),
+        explain(status.state)
+    ));
+    let or_dash = |v: &Option<String>| v.clone().unwrap_or_else(|| "-".into());
+    line(format!("  Licensee:    {}", or_dash(&status.licensee)));
+    line(format!(
+        "  Product:     {}",
+        status.product.clone().unwrap_or_else(|| license.spec.product.clone())
+    ));
+    line(format!("  Tier:        {}", or_dash(&status.tier)));
+    let features = status.features.clone().unwrap_or_default();
+    line(format!(
+        "  Features:    {}",
+        if features.is_empty() {
+            "-".into()
+        } else {
+            features.join(", ")
+        }
+    ));
+    if let Some(seats) = &status.seats {
+        line(format!(
+            "  Seats:       {}",
+            seats.summary.clone().unwrap_or_else(|| "-".into())
+        ));
+    }
+    line(format!(
+        "  Key:         {} {}{}",
+        or_dash(&status.key_id),
+        p.dim(&or_dash(&status.key_fingerprint)),
+        status
+            .license_id
+            .as_ref()
+            .map(|id| format!(" (license {id})"))
+            .unwrap_or_default()
+    ));
+    line(format!(
+        "  Secret:      {} (key {:?})",
+        license.spec.secret_ref.name, license.spec.secret_ref.key
+    ));
+
+    let parse = |v: &Option<String>| v.as_deref().and_then(|t| t.parse::<Timestamp>().ok());
+    let milestones = [
+        ("issued", parse(&status.issued_at)),
+        ("warning starts", parse(&status.warning_at)),
+        ("expires", parse(&status.expires_at)),
+        ("grace ends", parse(&status.grace_ends_at)),
+    ];
+    if milestones.iter().any(|(_, t)| t.is_some()) {
+        line("  Timeline:".into());
+        let mut now_marked = false;
+        for (label, at) in milestones {
+            let Some(at) = at else { continue };
+            if !now_marked && at > now {
+                line(format!(
+                    "    {} {:<15} {}",
+                    p.bold(">"),
+                    p.bold("now"),
+                    now.round(jiff::Unit::Second).unwrap_or(now)
+                ));
+                now_marked = true;
+            }
+            let mark = if at <= now { "x" } else { "." };
+            line(format!("    {mark} {label:<15} {at}  ({})", relative(now, at)));
+        }
+        if !now_marked {
+            line(format!(
+                "    {} {:<15} {}",
+                p.bold(">"),
+                p.bold("now"),
+                now.round(jiff::Unit::Second).unwrap_or(now)
+            ));
+        }
+    } else if status.licensee.is_some() {
+        line("  Timeline:    perpetual license, never expires".into());
+    }
+    if let Some(next) = parse(&status.next_transition_at) {
+        line(format!("  Next change: {next} ({})", relative(now, next)));
+    }
+    if let Some(good) = status
+        .last_good
+        .as_ref()
+        .filter(|_| status.state == Some(LicenseState::Invalid))
+    {
+        line(format!(
+            "  Last good:   {} for {}, expires {}",
+            good.key_fingerprint,
+            good.licensee,
+            good.expires_at.as_deref().unwrap_or("never")
+        ));
+    }
+    if !status.conditions.is_empty() {
+        line("  Conditions:".into());
+        for c in &status.conditions {
+            line(format!(
+                "    {:<10} {:<7} {:<18} {}",
+                c.type_,
+                p.condition(&c.status),
+                c.reason,
+                c.message
+            ));
+        }
+    }
+    if let Some(rollout) = &status.rollout {
+        line(format!(
+            "  Rollout:     {} target Secrets up to date{}",
+            rollout.summary,
+            rollout
+                .revision
+                .as_ref()
+                .map(|r| format!(" (revision {r})"))
+                .unwrap_or_default()
+        ));
+        for t in &rollout.details {
+            let state = if t.up_to_date {
+                p.code("32", "up to date")
+            } else {
+                p.code("31", t.reason.as_deref().unwrap_or("not up to date"))
+            };
+            let pods = t.pods.map(|n| format!(", {n} pods nudged")).unwrap_or_default();
+            line(format!("    {}/{}  {state}{pods}", t.namespace, t.secret_name));
+        }
+    }
+    if events.is_empty() {
+        line("  Events:      none".into());
+    } else {
+        line("  Events:".into());
+        for e in events {
+            let when = event_time(e).map_or("-".to_string(), |t| relative(now, t));
+            let kind = e.type_.clone().unwrap_or_default();
+            let kind = if kind == "Warning" { p.code("33", &kind) } else { kind };
+            line(format!(
+                "    {when:<22} {kind:<8} {:<18} {}",
+                e.reason.clone().unwrap_or_default(),
+                e.note.clone().unwrap_or_default()
+            ));
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn license(status: serde_json::Value) -> License {
+        serde_json::from_value(json!({
+            "apiVersion": "keyward.dev/v1alpha1", "kind": "License",
+            "metadata": {"name": "acme", "namespace": "prod", "uid": "u1"},
+            "spec": {"secretRef": {"name": "acme-license"}, "product": "zizq"},
+            "status": status,
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn renders_state_timeline_with_now_marked_conditions_rollout_and_events() {
+        let l = license(json!({
+            "state": "Warning", "licensee": "Acme Corp", "product": "zizq", "tier": "pro",
+            "features": ["sso"], "seats": {"entitled": 25, "summary": "25"}, "keyId": "vendor-2026",
+            "keyFingerprint": "sha256:0123456789abcdef",
+            "issuedAt": "2026-01-01T00:00:00Z", "warningAt": "2026-12-02T00:00:00Z",
+            "expiresAt": "2027-01-01T00:00:00Z", "graceEndsAt": "2027-01-15T00:00:00Z",
+            "nextTransitionAt": "2027-01-01T00:00:00Z",
+            "conditions": [{"type": "Ready", "status": "True", "reason": "ExpiresSoon", "message": "renew it", "lastTransitionTime": "2026-12-02T00:00:00Z"}],
+            "rollout": {"targets": 2, "upToDate": 1, "summary": "1/2", "details": [
+                {"namespace": "a", "secretName": "s", "upToDate": true, "pods": 3},
+                {"namespace": "b", "secretName": "s", "upToDate": false, "reason": "TargetConflict"}]}
+        }));
+        let event: Event = serde_json::from_value(json!({
+            "metadata": {"name": "e1"}, "eventTime": "2026-12-20T00:00:00.000000Z", "type": "Warning",
+            "reason": "ExpiryNotice", "note": "expires in 12 days", "reportingController": "keyward", "reportingInstance": "x",
+            "action": "Notify", "regarding": {"kind": "License", "name": "acme", "uid": "u1"}
+        }))
+        .unwrap();
+        let now: Timestamp = "2026-12-20T00:00:00Z".parse().unwrap();
+        let text = render(&l, &latest_events(&l, vec![event], 5), now, false);
+        assert!(text.contains("License prod/acme"), "{text}");
+        assert!(
+            text.contains("State:       Warning - the license expires soon"),
+            "{text}"
+        );
+        let lines: Vec<&str> = text.lines().collect();
+        let pos = |needle: &str| {
+            lines
+                .iter()
+                .position(|l| l.contains(needle))
+                .unwrap_or_else(|| panic!("{needle}: {text}"))
+        };
+        assert!(
+            pos("x warning starts") < pos("> now") && pos("> now") < pos(". expires"),
+            "{text}"
+        );
+        assert!(text.contains("(in 12days)"), "{text}");
+        assert!(text.contains("Ready      True    ExpiresSoon"), "{text}");
+        assert!(
+            text.contains("a/s  up to date, 3 pods nudged") && text.contains("b/s  TargetConflict"),
+            "{text}"
+        );
+        assert!(
+            text.contains("ExpiryNotice") && text.contains("expires in 12 days"),
+            "{text}"
+        );
+        assert!(!text.contains('\x1b'), "no colour when not asked");
+        assert!(render(&l, &[], now, true).contains("\x1b[1;33mWarning"));
+    }
+
+    #[test]
+    fn invalid_license_shows_last_good_and_unreconciled_says_so() {
+        let l = license(
+            json!({"state": "Invalid", "lastGood": {"keyFingerprint": "sha256:aa", "licensee": "Acme", "expiresAt": "2027-01-01T00:00:00Z"}}),
+        );
+        let text = render(&l, &[], Timestamp::UNIX_EPOCH, false);
+        assert!(text.contains("Last good:   sha256:aa for Acme"), "{text}");
+        let fresh = license(json!(null));
+        assert!(render(&fresh, &[], Timestamp::UNIX_EPOCH, false).contains("is the operator running?"));
+    }
+}

@@ -1,0 +1,264 @@
+//! The Helm chart: lint, rendered policy (least privilege, hardening, HA), and a real install.
+
+mod common;
+
+use std::process::Command;
+
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::{ConfigMap, Service, ServiceAccount};
+use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, Role, RoleBinding};
+use kube::Api;
+use serde_yaml_ng::Value;
+
+fn chart() -> String {
+    common::repo_root().join("charts/keyward").display().to_string()
+}
+
+fn helm(args: &[&str]) -> (bool, String) {
+    let out = Command::new(common::helm_bin()).args(args).output().expect("run helm");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.success(), text)
+}
+
+fn template(sets: &[&str]) -> Vec<Value> {
+    let chart = chart();
+    let mut args = vec!["template", "kw", chart.as_str(), "--namespace", "keyward"];
+    for s in sets {
+        args.extend(["--set", s]);
+    }
+    let (ok, text) = helm(&args);
+    assert!(ok, "helm template {sets:?} failed:\n{text}");
+    text.split("\n---")
+        .filter_map(|doc| serde_yaml_ng::from_str::<Value>(doc).ok())
+        .filter(|v| v.get("kind").is_some())
+        .collect()
+}
+
+fn kinds(docs: &[Value]) -> Vec<String> {
+    docs.iter().map(|d| d["kind"].as_str().unwrap().to_string()).collect()
+}
+
+fn find<'a>(docs: &'a [Value], kind: &str) -> Vec<&'a Value> {
+    docs.iter().filter(|d| d["kind"] == kind).collect()
+}
+
+#[test]
+fn lint_is_clean() {
+    let (ok, text) = helm(&["lint", &chart(), "--strict", "--set-string", "trustedKeys.vendor=x"]);
+    assert!(ok, "{text}");
+    assert!(text.contains("0 chart(s) failed"), "{text}");
+    assert!(!text.contains("[WARNING]") && !text.contains("[ERROR]"), "{text}");
+}
+
+#[test]
+fn default_render_is_hardened_and_least_privilege() {
+    let docs = template(&[]);
+    let mut k = kinds(&docs);
+    k.sort();
+    assert_eq!(
+        k,
+        [
+            "ClusterRole",
+            "ClusterRoleBinding",
+            "ConfigMap",
+            "Deployment",
+            "Role",
+            "RoleBinding",
+            "Service",
+            "ServiceAccount"
+        ]
+    );
+    for role in find(&docs, "ClusterRole").into_iter().chain(find(&docs, "Role")) {
+        for rule in role["rules"].as_sequence().unwrap() {
+            for field in ["apiGroups", "resources", "verbs"] {
+                let values = rule[field].as_sequence().unwrap();
+                assert!(
+                    !values.iter().any(|v| v.as_str() == Some("*")),
+                    "wildcard in {field}: {rule:?}"
+                );
+            }
+        }
+    }
+    let deployment = find(&docs, "Deployment")[0];
+    let pod = &deployment["spec"]["template"]["spec"];
+    assert_eq!(pod["securityContext"]["runAsNonRoot"], Value::Bool(true));
+    assert_eq!(pod["securityContext"]["seccompProfile"]["type"], "RuntimeDefault");
+    let container = &pod["containers"][0];
+    let sc = &container["securityContext"];
+    assert_eq!(sc["readOnlyRootFilesystem"], Value::Bool(true));
+    assert_eq!(sc["allowPrivilegeEscalation"], Value::Bool(false));
+    assert_eq!(sc["capabilities"]["drop"][0], "ALL");
+    assert!(
+        container["resources"]["requests"]["memory"].is_string()
+            && container["resources"]["limits"]["memory"].is_string()
+    );
+    assert_eq!(container["livenessProbe"]["httpGet"]["path"], "/healthz");
+    assert_eq!(container["readinessProbe"]["httpGet"]["path"], "/readyz");
+    let args: Vec<&str> = container["args"]
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .map(|a| a.as_str().unwrap())
+        .collect();
+    assert!(args.contains(&"controller") && args.contains(&"--trusted-keys=/etc/keyward/trusted-keys"));
+    assert!(!args.contains(&"--leader-elect"), "one replica: no election");
+    assert!(!args.iter().any(|a| a.starts_with("--namespace")));
+}
+
+#[test]
+fn two_replicas_elect_a_leader_and_watch_namespace_scopes_rbac() {
+    let docs = template(&["replicaCount=2"]);
+    let args = &find(&docs, "Deployment")[0]["spec"]["template"]["spec"]["containers"][0]["args"];
+    assert!(args.as_sequence().unwrap().iter().any(|a| a == "--leader-elect"));
+
+    let docs = template(&["watchNamespace=team-a"]);
+    assert!(find(&docs, "ClusterRole").is_empty() && find(&docs, "ClusterRoleBinding").is_empty());
+    let roles = find(&docs, "Role");
+    assert!(roles.iter().any(|r| r["metadata"]["namespace"] == "team-a"));
+    assert!(
+        roles
+            .iter()
+            .any(|r| r["metadata"]["namespace"] == "keyward" && r["rules"][0]["resources"][0] == "leases")
+    );
+    let args = &find(&docs, "Deployment")[0]["spec"]["template"]["spec"]["containers"][0]["args"];
+    assert!(args.as_sequence().unwrap().iter().any(|a| a == "--namespace=team-a"));
+}
+
+#[test]
+fn monitoring_objects_and_trusted_keys_render_on_request() {
+    let docs = template(&[
+        "metrics.serviceMonitor.enabled=true",
+        "metrics.prometheusRule.enabled=true",
+        "trustedKeys.vendor-2026=MCowBQYDK2VwAyEA",
+    ]);
+    assert_eq!(find(&docs, "ServiceMonitor").len(), 1);
+    let rule = find(&docs, "PrometheusRule")[0];
+    let alerts: Vec<&str> = rule["spec"]["groups"][0]["rules"]
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .map(|r| r["alert"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        alerts,
+        [
+            "KeywardLicenseExpiring",
+            "KeywardLicenseInGrace",
+            "KeywardLicenseReadOnly",
+            "KeywardLicenseInvalid",
+            "KeywardLicenseNotRolledOut"
+        ]
+    );
+    assert_eq!(
+        find(&docs, "ConfigMap")[0]["data"]["vendor-2026.pem"]
+            .as_str()
+            .map(str::trim),
+        Some("MCowBQYDK2VwAyEA")
+    );
+    let docs = template(&["existingTrustedKeysConfigMap=my-keys"]);
+    assert!(find(&docs, "ConfigMap").is_empty());
+    let volumes = &find(&docs, "Deployment")[0]["spec"]["template"]["spec"]["volumes"];
+    assert_eq!(volumes[0]["configMap"]["name"], "my-keys");
+}
+
+#[test]
+fn values_are_checked_against_the_schema() {
+    for bad in [
+        "replicaCount=0",
+        "logFormat=xml",
+        "defaultGrace=two weeks",
+        "nosuchvalue=1",
+    ] {
+        let (ok, text) = helm(&["template", "kw", &chart(), "--set", bad]);
+        assert!(!ok, "{bad} accepted:\n{text}");
+    }
+}
+
+#[tokio::test]
+async fn install_and_uninstall_on_a_real_api_server() {
+    let client = common::client().await;
+    let ns = common::TestNamespace::new("helm").await;
+    let release = format!("kw-{}", common::operator::run_id());
+    let chart = chart();
+    let mut args = vec![
+        "install",
+        release.as_str(),
+        chart.as_str(),
+        "--namespace",
+        ns.name.as_str(),
+    ];
+    let kubeconfig = common::kubeconfig_args();
+    args.extend(kubeconfig.iter().map(String::as_str));
+    args.extend([
+        "--set-string",
+        "trustedKeys.vendor=MCowBQYDK2VwAyEA",
+        "--set",
+        "replicaCount=2",
+    ]);
+    let (ok, text) = helm(&args);
+    assert!(ok, "helm install failed:\n{text}");
+    assert!(
+        text.contains("kubectl get licenses -A"),
+        "NOTES tell the user what to do next:\n{text}"
+    );
+
+    common::operator::install_crd(&client).await; // established (helm installed it or it already was)
+    let name = format!("{release}-keyward");
+    let n = ns.name.as_str();
+    Api::<Deployment>::namespaced(client.clone(), n)
+        .get(&name)
+        .await
+        .expect("Deployment");
+    Api::<ServiceAccount>::namespaced(client.clone(), n)
+        .get(&name)
+        .await
+        .expect("ServiceAccount");
+    Api::<Service>::namespaced(client.clone(), n)
+        .get(&format!("{name}-metrics"))
+        .await
+        .expect("Service");
+    let cm = Api::<ConfigMap>::namespaced(client.clone(), n)
+        .get(&format!("{name}-trusted-keys"))
+        .await
+        .expect("ConfigMap");
+    assert!(cm.data.unwrap().contains_key("vendor.pem"));
+    Api::<ClusterRole>::all(client.clone())
+        .get(&name)
+        .await
+        .expect("ClusterRole");
+    Api::<ClusterRoleBinding>::all(client.clone())
+        .get(&name)
+        .await
+        .expect("ClusterRoleBinding");
+    Api::<Role>::namespaced(client.clone(), n)
+        .get(&format!("{name}-leader-election"))
+        .await
+        .expect("Role");
+    Api::<RoleBinding>::namespaced(client.clone(), n)
+        .get(&format!("{name}-leader-election"))
+        .await
+        .expect("RoleBinding");
+
+    let mut args = vec!["uninstall", release.as_str(), "--namespace", n];
+    args.extend(kubeconfig.iter().map(String::as_str));
+    let (ok, text) = helm(&args);
+    assert!(ok, "helm uninstall failed:\n{text}");
+    assert!(
+        Api::<ClusterRole>::all(client.clone())
+            .get_opt(&name)
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert!(
+        Api::<Deployment>::namespaced(client.clone(), n)
+            .get_opt(&name)
+            .await
+            .unwrap()
+            .is_none()
+    );
+}

@@ -198,10 +198,14 @@ fn invalid_keys_exit_1_with_a_reason() {
     keygen(dir.path(), "vendor", None);
     keygen(dir.path(), "other", None);
     let token = issue(dir.path(), &["--valid-for", "30d"]);
+    // An unnamed key is tried whatever the kid says: the signature decides.
     let (code, json) = inspect_json(dir.path(), &[&token, "--public-key", "other.pub"]);
     assert_eq!((code, json["valid"].clone()), (1, Value::Bool(false)));
-    assert_eq!(json["error"]["reason"], "UnknownKeyId");
+    assert_eq!(json["error"]["reason"], "SignatureInvalid");
     assert_eq!(json["state"], "Invalid");
+    // A key given an id that the token's kid does not name is never tried.
+    let (code, json) = inspect_json(dir.path(), &[&token, "--public-key", "other-2026=other.pub"]);
+    assert_eq!((code, json["error"]["reason"].as_str().unwrap()), (1, "UnknownKeyId"));
     let (code, json) = inspect_json(
         dir.path(),
         &[&token, "--public-key", "vendor.pub", "--product", "other"],
@@ -231,6 +235,17 @@ fn invalid_keys_exit_1_with_a_reason() {
     assert_eq!(json["error"]["reason"], "NotYetValid");
     let (code, json) = inspect_json(dir.path(), &["x".repeat(70_000).as_str(), "--public-key", "vendor.pub"]);
     assert_eq!((code, json["error"]["reason"].as_str().unwrap()), (1, "TooLarge"));
+}
+
+#[test]
+fn a_key_named_at_keygen_verifies_with_the_plain_public_key_file() {
+    let dir = tempfile::tempdir().unwrap();
+    keygen(dir.path(), "vendor", Some("vendor-2026"));
+    let token = issue(dir.path(), &["--valid-for", "30d", "--kid", "vendor-2026"]);
+    let (code, json) = inspect_json(dir.path(), &[&token, "--public-key", "vendor.pub"]);
+    assert_eq!(code, 0, "{json}");
+    let (code, json) = inspect_json(dir.path(), &[&token, "--public-key", "vendor-2026=vendor.pub"]);
+    assert_eq!((code, json["keyId"].as_str().unwrap()), (0, "vendor-2026"));
 }
 
 #[test]

@@ -81,6 +81,8 @@ pub fn parse_public_key(text: &str) -> Result<VerifyingKey, KeyError> {
 pub struct TrustedKey {
     id: String,
     derived_id: String,
+    /// Loaded with an explicit id. A key loaded without one has no name a token could mismatch.
+    named: bool,
     key: VerifyingKey,
 }
 
@@ -88,6 +90,7 @@ impl TrustedKey {
     /// `id` is the name the vendor signs with; without one the key is known by its derived id only.
     pub fn new(id: Option<&str>, key: VerifyingKey) -> Result<Self, KeyError> {
         let derived_id = derived_key_id(&key);
+        let named = id.is_some();
         let id = match id {
             Some(id) => {
                 validate_key_id(id)?;
@@ -95,7 +98,12 @@ impl TrustedKey {
             }
             None => derived_id.clone(),
         };
-        Ok(Self { id, derived_id, key })
+        Ok(Self {
+            id,
+            derived_id,
+            named,
+            key,
+        })
     }
 
     pub fn id(&self) -> &str {
@@ -162,11 +170,18 @@ impl KeySet {
         self.keys.iter().map(|k| k.id.as_str()).collect()
     }
 
-    /// Keys a token may be verified with: the one its `kid` names, or every key when it names none.
-    pub(crate) fn candidates<'a>(&'a self, kid: Option<&'a str>) -> impl Iterator<Item = &'a TrustedKey> + 'a {
-        self.keys
-            .iter()
-            .filter(move |k| kid.is_none_or(|kid| k.answers_to(kid)))
+    /// Keys a token may be verified with: the one its `kid` names; failing that, keys loaded
+    /// without an id (they have no name to mismatch); every key when the token names none.
+    pub(crate) fn candidates<'a>(&'a self, kid: Option<&'a str>) -> Vec<&'a TrustedKey> {
+        let Some(kid) = kid else {
+            return self.keys.iter().collect();
+        };
+        let named: Vec<&TrustedKey> = self.keys.iter().filter(|k| k.answers_to(kid)).collect();
+        if named.is_empty() {
+            self.keys.iter().filter(|k| !k.named).collect()
+        } else {
+            named
+        }
     }
 }
 
@@ -237,8 +252,21 @@ mod tests {
         assert_eq!(set.len(), 1);
         let err = set.insert(TrustedKey::new(Some("a"), key(6).verifying_key()).unwrap());
         assert_eq!(err, Err(KeyError::DuplicateKeyId("a".into())));
-        assert_eq!(set.candidates(None).count(), 1);
-        assert_eq!(set.candidates(Some("b")).count(), 0);
+        assert_eq!(set.candidates(None).len(), 1);
+        assert_eq!(set.candidates(Some("b")).len(), 0);
+    }
+
+    #[test]
+    fn an_unnamed_key_may_verify_any_kid_but_a_named_match_wins() {
+        let mut set = KeySet::new();
+        set.insert(TrustedKey::new(None, key(8).verifying_key()).unwrap())
+            .unwrap();
+        assert_eq!(set.candidates(Some("vendor-2026")).len(), 1);
+        set.insert(TrustedKey::new(Some("vendor-2026"), key(9).verifying_key()).unwrap())
+            .unwrap();
+        let c = set.candidates(Some("vendor-2026"));
+        assert_eq!(c.len(), 1);
+        assert_eq!(c[0].id(), "vendor-2026");
     }
 
     #[test]

@@ -113,7 +113,7 @@ async fn a_valid_key_becomes_active_with_every_status_field() {
     );
     let wide = kubectl(&["get", "lic", "-n", &ns.name, "-o", "wide"]);
     let header: Vec<&str> = wide.lines().next().unwrap().split_whitespace().collect();
-    assert_eq!(&header[6..], ["FEATURES", "SEATS", "KEY-ID"], "{wide}");
+    assert_eq!(&header[6..], ["FEATURES", "SEATS", "KEY-ID", "ROLLED-OUT"], "{wide}");
     assert!(wide.contains("vendor-2026") && wide.contains("25"), "{wide}");
     let described = kubectl(&["describe", "license", "acme", "-n", &ns.name]);
     assert!(

@@ -14,8 +14,13 @@ run() { printf '$ %s\n' "$*" >&2; "$@"; }
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/keyward-demo.XXXXXX")
 OPERATOR_PID=""
 cleanup() {
-  [ -n "$OPERATOR_PID" ] && kill "$OPERATOR_PID" 2>/dev/null && wait "$OPERATOR_PID" 2>/dev/null
-  hack/envtest.sh stop "$WORK/cp" >/dev/null 2>&1 || true
+  # No errexit here: every step must run, whatever the one before returned.
+  set +e
+  if [ -n "$OPERATOR_PID" ]; then
+    kill "$OPERATOR_PID" 2>/dev/null
+    wait "$OPERATOR_PID" 2>/dev/null
+  fi
+  "$ROOT/hack/envtest.sh" stop "$WORK/cp" >/dev/null 2>&1
   rm -rf "$WORK"
 }
 trap cleanup EXIT

@@ -3,6 +3,8 @@
 //! The schema avoids CEL (`x-kubernetes-validations`) so the CRD applies on Kubernetes 1.20;
 //! the controller validates instead.
 
+use std::collections::BTreeMap;
+
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, LabelSelector};
 use kube::CustomResource;
 use schemars::JsonSchema;
@@ -60,6 +62,42 @@ pub struct LicenseSpec {
     /// Where to deliver the verified key so workloads can mount it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rollout: Option<RolloutSpec>,
+    /// How seat usage is measured against the key's `seats` entitlement.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seats: Option<SeatsSpec>,
+}
+
+/// One of `podSelector` or `reportedBy`.
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SeatsSpec {
+    /// Each running Pod matching counts one seat, across the rollout target namespaces (or the
+    /// License's own namespace when it has no targets): for agents or nodes licensed per instance.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pod_selector: Option<LabelSelector>,
+    /// The workload reports its own usage as JSON, like Control Zero's usage API:
+    /// `{"seats_used": 12, "api_keys_active": 8, ...}`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reported_by: Option<SeatReport>,
+}
+
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SeatReport {
+    pub config_map_ref: ConfigMapKeyRef,
+}
+
+/// A key of a ConfigMap in the License's namespace.
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ConfigMapKeyRef {
+    pub name: String,
+    #[serde(default = "default_usage_key")]
+    pub key: String,
+}
+
+pub fn default_usage_key() -> String {
+    "usage.json".to_string()
 }
 
 #[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
@@ -237,6 +275,15 @@ pub struct SeatsStatus {
     /// Seats the key grants; absent means unlimited.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub entitled: Option<u64>,
+    /// Seats in use, when `spec.seats` says how to measure them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub used: Option<u64>,
+    /// The rest of a usage report (`api_keys_active`, `dashboard_users`, …).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub breakdown: BTreeMap<String, i64>,
+    /// When `used` last changed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub measured_at: Option<String>,
     /// `used/entitled` for display.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub summary: Option<String>,

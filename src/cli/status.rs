@@ -230,10 +230,15 @@ pub(crate) fn render(license: &License, events: &[Event], now: Timestamp, colour
         }
     ));
     if let Some(seats) = &status.seats {
-        line(format!(
-            "  Seats:       {}",
-            seats.summary.clone().unwrap_or_else(|| "-".into())
-        ));
+        let summary = seats.summary.clone().unwrap_or_else(|| "-".into());
+        let used = if seats.used.is_some() { " used" } else { " entitled" };
+        let breakdown: Vec<String> = seats.breakdown.iter().map(|(k, v)| format!("{k} {v}")).collect();
+        let breakdown = if breakdown.is_empty() {
+            String::new()
+        } else {
+            format!(" ({})", breakdown.join(", "))
+        };
+        line(format!("  Seats:       {summary}{used}{breakdown}"));
     }
     line(format!(
         "  Key:         {} {}{}",
@@ -368,7 +373,7 @@ mod tests {
     fn renders_state_timeline_with_now_marked_conditions_rollout_and_events() {
         let l = license(json!({
             "state": "Warning", "licensee": "Acme Corp", "product": "zizq", "tier": "pro",
-            "features": ["sso"], "seats": {"entitled": 25, "summary": "25"}, "keyId": "vendor-2026",
+            "features": ["sso"], "seats": {"entitled": 25, "used": 12, "summary": "12/25", "breakdown": {"api_keys_active": 8}}, "keyId": "vendor-2026",
             "keyFingerprint": "sha256:0123456789abcdef",
             "issuedAt": "2026-01-01T00:00:00Z", "warningAt": "2026-12-02T00:00:00Z",
             "expiresAt": "2027-01-01T00:00:00Z", "graceEndsAt": "2027-01-15T00:00:00Z",
@@ -387,6 +392,7 @@ mod tests {
         let now: Timestamp = "2026-12-20T00:00:00Z".parse().unwrap();
         let text = render(&l, &latest_events(&l, vec![event], 5), now, false);
         assert!(text.contains("License prod/acme"), "{text}");
+        assert!(text.contains("Seats:       12/25 used (api_keys_active 8)"), "{text}");
         assert!(
             text.contains("State:       Warning - the license expires soon"),
             "{text}"

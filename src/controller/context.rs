@@ -3,8 +3,8 @@ use std::sync::Arc;
 use kube::Client;
 use kube::runtime::events::Recorder;
 
+use super::ref_index::RefIndex;
 use super::rollout::RolloutSettings;
-use super::secret_index::SecretIndex;
 use super::trust::TrustStore;
 use crate::license::Policy;
 use crate::telemetry::Metrics;
@@ -23,6 +23,8 @@ pub struct Context {
     pub trust: TrustStore,
     pub recorder: Recorder,
     pub metrics: Arc<Metrics>,
-    pub secret_index: SecretIndex,
+    pub secret_index: RefIndex,
+    /// Usage-report ConfigMaps referenced by `spec.seats.reportedBy`.
+    pub usage_index: RefIndex,
     pub settings: Settings,
 }

@@ -6,9 +6,11 @@ mod error;
 pub mod key_source;
 pub mod leader;
 pub mod reconcile;
+mod ref_index;
 pub mod rollout;
-mod secret_index;
+pub mod seats;
 pub mod status;
+mod triggers;
 pub mod trust;
 
 use std::future::Future;
@@ -16,17 +18,16 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures::StreamExt;
-use k8s_openapi::api::core::v1::{Namespace, Secret};
+use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Pod, Secret};
 use kube::core::PartialObjectMeta;
 use kube::runtime::events::{Recorder, Reporter};
-use kube::runtime::reflector::ObjectRef;
 use kube::runtime::{Controller, controller, watcher};
-use kube::{Api, Client, ResourceExt};
+use kube::{Api, Client};
 use tracing::{info, warn};
 
 pub use context::{Context, Settings};
 pub use error::Error;
-use secret_index::SecretIndex;
+use ref_index::RefIndex;
 use trust::TrustStore;
 
 use crate::api::v1alpha1::License;
@@ -70,10 +71,7 @@ pub async fn run(
 ) {
     let namespace = options.namespace.as_deref();
     let licenses: Api<License> = api(&client, namespace);
-    // Only Secret metadata is watched, so memory does not grow with unrelated Secrets' payloads;
-    // the referenced Secret's data is read on demand in the reconcile.
-    let secret_metadata: Api<PartialObjectMeta<Secret>> = api(&client, namespace);
-    let secret_index = SecretIndex::default();
+    let secret_index = RefIndex::default();
 
     metrics.trusted_keys(options.trust.current().len());
     if options.trust.current().is_empty() {
@@ -97,7 +95,9 @@ pub async fn run(
         ));
     }
 
-    let index = secret_index.clone();
+    let secret_index_for_watch = secret_index.clone();
+    let usage_index = RefIndex::default();
+    let usage_index_for_watch = usage_index.clone();
     let context = Arc::new(Context {
         client: client.clone(),
         trust: options.trust,
@@ -110,6 +110,7 @@ pub async fn run(
         ),
         metrics,
         secret_index,
+        usage_index,
         settings: options.settings,
     });
     let license_watch = match &options.license_selector {
@@ -117,39 +118,29 @@ pub async fn run(
         None => watcher::Config::default(),
     };
     let controller = Controller::new(licenses, license_watch);
-    let licenses_store = controller.store();
+    let (store_for_pods, store_for_namespaces) = (controller.store(), controller.store());
+    // Metadata-only watches: memory does not grow with the payloads of unrelated objects; what a
+    // License references is read on demand in the reconcile.
+    let secrets: Api<PartialObjectMeta<Secret>> = api(&context.client, namespace);
+    let config_maps: Api<PartialObjectMeta<ConfigMap>> = api(&context.client, namespace);
+    let pods: Api<PartialObjectMeta<Pod>> = api(&context.client, namespace);
     let mut controller = controller
-        .watches(secret_metadata, watcher::Config::default(), move |secret| {
-            let namespace = secret.namespace().unwrap_or_default();
-            // The key Secret of a License, and the target Secrets a License manages.
-            let referenced = index
-                .licenses_for(&namespace, &secret.name_any())
-                .into_iter()
-                .map(|license| (namespace.clone(), license));
-            referenced
-                .chain(rollout::owner_of(&secret.metadata))
-                .map(|(ns, license)| ObjectRef::<License>::new(&license).within(&ns))
-                .collect::<Vec<_>>()
+        .watches(secrets, watcher::Config::default(), move |s| {
+            triggers::secret(&secret_index_for_watch, &s)
+        })
+        .watches(config_maps, watcher::Config::default(), move |cm| {
+            triggers::config_map(&usage_index_for_watch, &cm)
+        })
+        .watches(pods, watcher::Config::default(), move |p| {
+            triggers::pod(&store_for_pods, &p)
         })
         .reconcile_all_on(trust_changes)
         .with_config(controller::Config::default().concurrency(RECONCILE_CONCURRENCY))
         .graceful_shutdown_on(shutdown);
     if options.namespace.is_none() {
-        // A namespace appearing, or its labels changing, may add or remove selector targets.
         let namespaces: Api<PartialObjectMeta<Namespace>> = Api::all(context.client.clone());
-        controller = controller.watches(namespaces, watcher::Config::default(), move |_| {
-            licenses_store
-                .state()
-                .iter()
-                .filter(|l| {
-                    l.spec
-                        .rollout
-                        .iter()
-                        .flat_map(|r| &r.targets)
-                        .any(|t| t.namespace_selector.is_some())
-                })
-                .map(|l| ObjectRef::from_obj(l.as_ref()))
-                .collect::<Vec<_>>()
+        controller = controller.watches(namespaces, watcher::Config::default(), move |n| {
+            triggers::namespace(&store_for_namespaces, &n)
         });
     }
     let store = controller.store();

@@ -18,6 +18,7 @@ use super::context::Context;
 use super::error::Error;
 use super::key_source::{read_key, validate_spec, verify_key};
 use super::rollout::{self, content::content};
+use super::seats;
 use super::status::{self, EventKind, KeyOutcome, Outcome, WAKE_MARGIN};
 use crate::api::v1alpha1::{License, LicenseStatus};
 use crate::license::humanize::friendly_between;
@@ -49,6 +50,10 @@ pub fn error_policy(_license: Arc<License>, error: &Error, ctx: Arc<Context>) ->
 async fn apply(license: &License, namespace: &str, ctx: &Context) -> Result<Action, Error> {
     let name = license.name_any();
     ctx.secret_index.set(namespace, &name, &license.spec.secret_ref.name);
+    match license.spec.seats.as_ref().and_then(|s| s.reported_by.as_ref()) {
+        Some(report) => ctx.usage_index.set(namespace, &name, &report.config_map_ref.name),
+        None => ctx.usage_index.remove(namespace, &name),
+    }
     let now = Timestamp::now();
     let (key, token) = match validate_spec(&license.spec) {
         Err(refusal) => (KeyOutcome::Refused(refusal), None),
@@ -66,6 +71,17 @@ async fn apply(license: &License, namespace: &str, ctx: &Context) -> Result<Acti
     let prev = license.status.as_ref();
     let mut outcome = status::evaluate(prev, &key, &ctx.settings.policy, license.meta().generation, now);
     log_outcome(namespace, &name, prev, &outcome, &key, now);
+
+    let usage = seats::measure(&ctx.client, license, &ctx.settings.rollout).await?;
+    let seat_events = status::with_seats(&mut outcome.status, prev, usage, now);
+    outcome.events.extend(seat_events);
+    let seats = outcome.status.seats.as_ref();
+    ctx.metrics.seats(
+        namespace,
+        &name,
+        seats.and_then(|s| s.entitled),
+        seats.and_then(|s| s.used),
+    );
 
     // Only a verified key is ever rolled out; without one, targets keep the last good content.
     let rolled = match (&key, &token) {
@@ -109,6 +125,7 @@ async fn cleanup(license: &License, namespace: &str, ctx: &Context) -> Result<Ac
     let name = license.name_any();
     rollout::remove_all(&ctx.client, license, &ctx.settings.rollout).await?;
     ctx.secret_index.remove(namespace, &name);
+    ctx.usage_index.remove(namespace, &name);
     ctx.metrics.forget_license(namespace, &name);
     info!(namespace, license = %name, "license deleted");
     Ok(Action::await_change())

@@ -4,6 +4,8 @@
 //! Status holds absolute instants only, never "in 3 days", so reconciling an unchanged License
 //! produces an identical status and no write.
 
+use std::collections::BTreeMap;
+
 use jiff::{SignedDuration, Timestamp};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 
@@ -16,6 +18,7 @@ pub const EXPIRING: &str = "Expiring";
 pub const IN_GRACE: &str = "InGrace";
 pub const READ_ONLY: &str = "ReadOnly";
 pub const ROLLED_OUT: &str = "RolledOut";
+pub const WITHIN_SEATS: &str = "WithinSeats";
 
 /// What reading and verifying the referenced key produced.
 #[derive(Debug, Clone)]
@@ -243,7 +246,8 @@ fn verified(
         features: Some(claims.features.clone()),
         seats: Some(SeatsStatus {
             entitled: claims.seats,
-            summary: Some(claims.seats.map_or("unlimited".to_string(), |s| s.to_string())),
+            summary: Some(seat_summary(None, claims.seats)),
+            ..SeatsStatus::default()
         }),
         license_id: claims.jti.clone(),
         key_id: Some(license.key_id.clone()),
@@ -459,6 +463,107 @@ pub fn with_rollout(
         now,
     ));
     status.rollout = Some(rollout.status);
+    events
+}
+
+/// Seat usage as measured, or why it could not be.
+#[derive(Debug, Clone, PartialEq)]
+pub enum SeatUsage {
+    Measured {
+        used: u64,
+        breakdown: BTreeMap<String, i64>,
+    },
+    Unavailable {
+        reason: String,
+        message: String,
+    },
+}
+
+/// `used/entitled`, `-` for what is unknown; `unlimited` for no entitlement.
+pub fn seat_summary(used: Option<u64>, entitled: Option<u64>) -> String {
+    let entitled = entitled.map_or("unlimited".to_string(), |e| e.to_string());
+    match used {
+        Some(u) => format!("{u}/{entitled}"),
+        None => entitled,
+    }
+}
+
+/// Adds seat usage to a status computed by [`evaluate`]: `status.seats`, the `WithinSeats`
+/// condition, and an event when usage goes over the entitlement or comes back. Going over never
+/// changes the lifecycle state: the workload decides, but nobody can miss it.
+pub fn with_seats(
+    status: &mut LicenseStatus,
+    prev: Option<&LicenseStatus>,
+    usage: Option<SeatUsage>,
+    now: Timestamp,
+) -> Vec<PlannedEvent> {
+    status.conditions.retain(|c| c.type_ != WITHIN_SEATS);
+    let Some(usage) = usage else { return Vec::new() };
+    let verified = status.conditions.iter().any(|c| c.type_ == VALID && c.status == "True");
+    let prev_seats = prev.and_then(|s| s.seats.as_ref());
+    let seats = status.seats.get_or_insert_with(SeatsStatus::default);
+    let desired = match &usage {
+        SeatUsage::Unavailable { reason, message } => unknown(WITHIN_SEATS, reason, message),
+        SeatUsage::Measured { used, breakdown } => {
+            seats.used = Some(*used);
+            seats.breakdown = breakdown.clone();
+            let unchanged = prev_seats.is_some_and(|p| p.used == Some(*used) && p.breakdown == *breakdown);
+            seats.measured_at = if unchanged {
+                prev_seats.and_then(|p| p.measured_at.clone())
+            } else {
+                Some(rfc3339(now))
+            };
+            match (verified, seats.entitled) {
+                (false, _) => unknown(WITHIN_SEATS, "KeyNotValid", "no verified entitlement to compare with"),
+                (true, None) => cond(
+                    WITHIN_SEATS,
+                    true,
+                    "Unlimited",
+                    format!("{used} seats used; the license grants unlimited seats"),
+                ),
+                (true, Some(e)) if *used > e => cond(
+                    WITHIN_SEATS,
+                    false,
+                    "SeatsExceeded",
+                    format!("{used} seats used of {e}"),
+                ),
+                (true, Some(e)) => cond(
+                    WITHIN_SEATS,
+                    true,
+                    "WithinEntitlement",
+                    format!("{used} seats used of {e}"),
+                ),
+            }
+        }
+    };
+    seats.summary = Some(seat_summary(seats.used, seats.entitled));
+    let was = prev
+        .and_then(|s| s.conditions.iter().find(|c| c.type_ == WITHIN_SEATS))
+        .map(|c| c.status.clone());
+    let mut events = Vec::new();
+    if desired.status == "False" && was.as_deref() != Some("False") {
+        events.push(PlannedEvent {
+            kind: EventKind::Warning,
+            reason: "SeatsExceeded".into(),
+            action: "CountSeats",
+            note: desired.message.clone(),
+        });
+    }
+    if desired.status == "True" && was.as_deref() == Some("False") {
+        events.push(PlannedEvent {
+            kind: EventKind::Normal,
+            reason: "WithinSeats".into(),
+            action: "CountSeats",
+            note: format!("back within the entitlement: {}", desired.message),
+        });
+    }
+    let generation = status.observed_generation;
+    status.conditions.extend(merge_conditions(
+        prev.map(|s| s.conditions.as_slice()).unwrap_or(&[]),
+        vec![desired],
+        generation,
+        now,
+    ));
     events
 }
 

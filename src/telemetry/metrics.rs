@@ -36,6 +36,8 @@ pub struct Metrics {
     state: Family<StateLabels, Gauge>,
     valid: Family<LicenseLabels, Gauge>,
     rolled_out: Family<LicenseLabels, Gauge>,
+    seats_entitled: Family<LicenseLabels, Gauge>,
+    seats_used: Family<LicenseLabels, Gauge>,
     reconciles: Counter,
     reconcile_errors: Family<ErrorLabels, Counter>,
     reconcile_duration: Histogram,
@@ -51,6 +53,8 @@ impl Default for Metrics {
             state: Family::default(),
             valid: Family::default(),
             rolled_out: Family::default(),
+            seats_entitled: Family::default(),
+            seats_used: Family::default(),
             reconciles: Counter::default(),
             reconcile_errors: Family::default(),
             reconcile_duration: Histogram::new(exponential_buckets(0.001, 2.0, 14)),
@@ -77,6 +81,16 @@ impl Default for Metrics {
             "keyward_license_rolled_out",
             "1 when every rollout target holds the current key, else 0 (absent without targets)",
             m.rolled_out.clone(),
+        );
+        registry.register(
+            "keyward_license_seats_entitled",
+            "Seats the license grants (absent when unlimited)",
+            m.seats_entitled.clone(),
+        );
+        registry.register(
+            "keyward_license_seats_used",
+            "Seats in use, when measured",
+            m.seats_used.clone(),
         );
         registry.register("keyward_reconcile", "License reconciliations", m.reconciles.clone());
         registry.register(
@@ -167,8 +181,24 @@ impl Metrics {
         }
     }
 
+    pub fn seats(&self, namespace: &str, name: &str, entitled: Option<u64>, used: Option<u64>) {
+        let l = labels(namespace, name);
+        for (family, value) in [(&self.seats_entitled, entitled), (&self.seats_used, used)] {
+            match value {
+                Some(v) => {
+                    family.get_or_create(&l).set(i64::try_from(v).unwrap_or(i64::MAX));
+                }
+                None => {
+                    family.remove(&l);
+                }
+            }
+        }
+    }
+
     pub fn forget_license(&self, namespace: &str, name: &str) {
         let l = labels(namespace, name);
+        self.seats_entitled.remove(&l);
+        self.seats_used.remove(&l);
         self.rolled_out.remove(&l);
         self.expiry.remove(&l);
         self.valid.remove(&l);

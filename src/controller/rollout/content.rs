@@ -40,6 +40,8 @@ pub fn content(raw_token: &[u8], license: &VerifiedLicense, status: &LicenseStat
         "graceEndsAt": status.grace_ends_at,
         "nextTransitionAt": status.next_transition_at,
         "entitlements": c.extra,
+        "seatsEntitled": status.seats.as_ref().and_then(|s| s.entitled),
+        "seatsUsed": status.seats.as_ref().and_then(|s| s.used),
     });
     let mut json = serde_json::to_vec_pretty(&claims).expect("claims serialize");
     json.push(b'\n');

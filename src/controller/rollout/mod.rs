@@ -120,6 +120,18 @@ async fn wanted(
     Ok(Ok(out.into_iter().collect()))
 }
 
+/// The namespaces the License's rollout targets resolve to (empty without targets).
+pub async fn target_namespaces(
+    client: &Client,
+    license: &License,
+    settings: &RolloutSettings,
+) -> Result<Result<Vec<String>, String>, kube::Error> {
+    Ok(wanted(client, license, settings).await?.map(|w| {
+        let unique: BTreeSet<String> = w.into_iter().map(|w| w.namespace).collect();
+        unique.into_iter().collect()
+    }))
+}
+
 fn managed_secret(license: &License, w: &Wanted, content: &Content) -> Secret {
     let owner = format!("{}/{}", license.namespace().unwrap_or_default(), license.name_any());
     Secret {

@@ -1,3 +1,5 @@
+use std::collections::BTreeMap;
+
 use jiff::{SignedDuration, Timestamp};
 
 use super::*;
@@ -13,6 +15,14 @@ fn ts(s: i64) -> Timestamp {
 }
 
 fn license(seed: u8, exp: Option<i64>) -> VerifiedLicense {
+    license_from(seed, exp, Some(10))
+}
+
+fn license_with_seats(seats: Option<u64>) -> VerifiedLicense {
+    license_from(1, Some(EXP), seats)
+}
+
+fn license_from(seed: u8, exp: Option<i64>, seats: Option<u64>) -> VerifiedLicense {
     let key = signing_key_from_seed(&[seed; 32]);
     let claims = Claims {
         sub: "Acme".into(),
@@ -24,7 +34,7 @@ fn license(seed: u8, exp: Option<i64>) -> VerifiedLicense {
         jti: Some("lic-1".into()),
         tier: Some("pro".into()),
         features: vec!["sso".into()],
-        seats: Some(10),
+        seats,
         grace: None,
         warn: None,
         extra: ExtraClaims::default(),
@@ -234,4 +244,87 @@ fn perpetual_keys_never_wake() {
     assert_eq!(out.status.state, Some(LicenseState::Active));
     assert_eq!(out.wake_at, None);
     assert_eq!(condition(&out.status, EXPIRING).reason, "Perpetual");
+}
+
+fn measured(used: u64) -> Option<SeatUsage> {
+    Some(SeatUsage::Measured {
+        used,
+        breakdown: BTreeMap::new(),
+    })
+}
+
+#[test]
+fn seats_within_over_and_back_with_one_event_each_way() {
+    let key = ok(license(1, Some(EXP)));
+    let at = ts(ISSUED + 10);
+    let mut s = run(None, &key, at).status;
+    assert!(with_seats(&mut s, None, measured(8), at).is_empty());
+    assert_eq!(condition(&s, WITHIN_SEATS).status, "True");
+    assert_eq!(condition(&s, WITHIN_SEATS).message, "8 seats used of 10");
+    assert_eq!(s.seats.as_ref().unwrap().summary.as_deref(), Some("8/10"));
+    let measured_at = s.seats.as_ref().unwrap().measured_at.clone();
+    assert!(measured_at.is_some());
+
+    let mut over = run(Some(&s), &key, ts(ISSUED + 20)).status;
+    let events = with_seats(&mut over, Some(&s), measured(12), ts(ISSUED + 20));
+    assert_eq!(
+        (
+            condition(&over, WITHIN_SEATS).status.as_str(),
+            condition(&over, WITHIN_SEATS).reason.as_str()
+        ),
+        ("False", "SeatsExceeded")
+    );
+    assert_eq!(condition(&over, WITHIN_SEATS).message, "12 seats used of 10");
+    assert_eq!(events.len(), 1);
+    assert_eq!(
+        (events[0].kind, events[0].reason.as_str()),
+        (EventKind::Warning, "SeatsExceeded")
+    );
+    assert_eq!(
+        over.state,
+        Some(LicenseState::Active),
+        "going over never changes the lifecycle state"
+    );
+    // Still over: no new event, and an unchanged count keeps its measuredAt.
+    let mut still = run(Some(&over), &key, ts(ISSUED + 30)).status;
+    assert!(with_seats(&mut still, Some(&over), measured(12), ts(ISSUED + 30)).is_empty());
+    assert_eq!(still.seats, over.seats);
+    assert_eq!(still, over);
+    let mut back = run(Some(&still), &key, ts(ISSUED + 40)).status;
+    let events = with_seats(&mut back, Some(&still), measured(10), ts(ISSUED + 40));
+    assert_eq!((events.len(), events[0].reason.as_str()), (1, "WithinSeats"));
+    assert_ne!(back.seats.as_ref().unwrap().measured_at, measured_at);
+}
+
+#[test]
+fn unlimited_keys_never_flip() {
+    let key = ok(license_with_seats(None));
+    let mut s = run(None, &key, ts(ISSUED)).status;
+    assert!(with_seats(&mut s, None, measured(1_000_000), ts(ISSUED)).is_empty());
+    assert_eq!(condition(&s, WITHIN_SEATS).status, "True");
+    assert_eq!(condition(&s, WITHIN_SEATS).reason, "Unlimited");
+    assert_eq!(s.seats.as_ref().unwrap().summary.as_deref(), Some("1000000/unlimited"));
+}
+
+#[test]
+fn an_unreadable_report_is_a_reason_not_a_crash() {
+    let key = ok(license(1, Some(EXP)));
+    let mut s = run(None, &key, ts(ISSUED)).status;
+    let usage = SeatUsage::Unavailable {
+        reason: "SeatsReportInvalid".into(),
+        message: "not JSON".into(),
+    };
+    assert!(with_seats(&mut s, None, Some(usage), ts(ISSUED)).is_empty());
+    assert_eq!(
+        (
+            condition(&s, WITHIN_SEATS).status.as_str(),
+            condition(&s, WITHIN_SEATS).reason.as_str()
+        ),
+        ("Unknown", "SeatsReportInvalid")
+    );
+    assert_eq!(s.seats.as_ref().unwrap().summary.as_deref(), Some("10"));
+    // Without spec.seats there is no condition at all.
+    let mut plain = run(None, &key, ts(ISSUED)).status;
+    with_seats(&mut plain, None, None, ts(ISSUED));
+    assert!(plain.conditions.iter().all(|c| c.type_ != WITHIN_SEATS));
 }

@@ -1,0 +1,93 @@
+//! Which Licenses an event on another object should wake. Each mapping is cheap and local (an
+//! index or the License cache): no API calls on the watch path.
+
+use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Pod, Secret};
+use kube::ResourceExt;
+use kube::core::{PartialObjectMeta, Selector, SelectorExt};
+use kube::runtime::reflector::{ObjectRef, Store};
+
+use super::ref_index::RefIndex;
+use super::rollout;
+use crate::api::v1alpha1::License;
+
+fn at(namespace: &str, name: &str) -> ObjectRef<License> {
+    ObjectRef::new(name).within(namespace)
+}
+
+/// A Secret is a License's key Secret, or a target Secret a License manages.
+pub fn secret(index: &RefIndex, secret: &PartialObjectMeta<Secret>) -> Vec<ObjectRef<License>> {
+    let namespace = secret.namespace().unwrap_or_default();
+    let mut refs: Vec<ObjectRef<License>> = index
+        .licenses_for(&namespace, &secret.name_any())
+        .iter()
+        .map(|l| at(&namespace, l))
+        .collect();
+    refs.extend(rollout::owner_of(&secret.metadata).map(|(ns, name)| at(&ns, &name)));
+    refs
+}
+
+/// A usage report changed.
+pub fn config_map(index: &RefIndex, cm: &PartialObjectMeta<ConfigMap>) -> Vec<ObjectRef<License>> {
+    let namespace = cm.namespace().unwrap_or_default();
+    index
+        .licenses_for(&namespace, &cm.name_any())
+        .iter()
+        .map(|l| at(&namespace, l))
+        .collect()
+}
+
+/// A namespace appearing or relabelled may add or remove selector targets.
+pub fn namespace(store: &Store<License>, _: &PartialObjectMeta<Namespace>) -> Vec<ObjectRef<License>> {
+    store
+        .state()
+        .iter()
+        .filter(|l| {
+            l.spec
+                .rollout
+                .iter()
+                .flat_map(|r| &r.targets)
+                .any(|t| t.namespace_selector.is_some())
+        })
+        .map(|l| ObjectRef::from_obj(l.as_ref()))
+        .collect()
+}
+
+/// Namespaces whose Pods count toward a License's seats: its own and its rollout targets'.
+fn seat_scope(l: &License) -> impl Iterator<Item = &str> {
+    let explicit = l
+        .spec
+        .rollout
+        .iter()
+        .flat_map(|r| &r.targets)
+        .filter_map(|t| t.namespace.as_deref());
+    let resolved = l
+        .status
+        .iter()
+        .flat_map(|s| &s.rollout)
+        .flat_map(|r| &r.details)
+        .map(|d| d.namespace.as_str());
+    l.metadata
+        .namespace
+        .as_deref()
+        .into_iter()
+        .chain(explicit)
+        .chain(resolved)
+}
+
+/// A Pod started, stopped or changed phase: Licenses counting it as a seat recount.
+pub fn pod(store: &Store<License>, pod: &PartialObjectMeta<Pod>) -> Vec<ObjectRef<License>> {
+    let namespace = pod.namespace().unwrap_or_default();
+    let labels = pod.labels();
+    store
+        .state()
+        .iter()
+        .filter(|l| {
+            let Some(selector) = l.spec.seats.as_ref().and_then(|s| s.pod_selector.clone()) else {
+                return false;
+            };
+            let matches = Selector::try_from(selector).is_ok_and(|s| s.matches(labels));
+            matches && seat_scope(l).any(|ns| ns == namespace)
+        })
+        .map(|l| ObjectRef::from_obj(l.as_ref()))
+        .collect()
+}

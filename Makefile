@@ -42,7 +42,8 @@ install-plugin: build ## Install keyward and the `kubectl keyward` plugin link i
 	ln -sf keyward $$HOME/.local/bin/kubectl-keyward
 
 fuzz: ## Fuzz both token parsers (needs cargo-fuzz; FUZZ_TIME seconds, default 60)
-	cd fuzz && RUSTC_BOOTSTRAP=1 cargo fuzz run parse_token seeds -- -max_total_time=$${FUZZ_TIME:-60}
+	mkdir -p fuzz/corpus/parse_token
+	cd fuzz && RUSTC_BOOTSTRAP=1 cargo fuzz run parse_token corpus/parse_token seeds -- -max_total_time=$${FUZZ_TIME:-60} $${FUZZ_ARGS:-}
 
 clean: ## Remove build output
 	$(CARGO) clean

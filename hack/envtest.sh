@@ -206,7 +206,9 @@ EOF
 start_etcd() {
   local d=$1 etcd; etcd=$(cat "$d/etcd.bin")
   local cport; cport=$(cat "$d/etcd.port")
-  local pport; pport=$(free_port)
+  # The peer port is part of the member's identity in its data dir: keep it across restarts.
+  [ -f "$d/etcd.peer-port" ] || free_port >"$d/etcd.peer-port"
+  local pport; pport=$(cat "$d/etcd.peer-port")
   local extra=()
   if "$etcd" --help 2>&1 | grep -q -- '--unsafe-no-fsync'; then extra+=(--unsafe-no-fsync); fi
   setsid "$etcd" --name envtest --data-dir "$d/etcd-data" \

@@ -25,12 +25,18 @@ async fn running_pod(client: &Client, ns: &str, name: &str, app: &str) {
     pods.create(&PostParams::default(), &pod).await.unwrap();
     // No kubelet here: report the Pod running as the kubelet would.
     let status = json!({"status": {"phase": "Running"}});
-    pods.patch_status(name, &PatchParams::default(), &Patch::Merge(&status)).await.unwrap();
+    pods.patch_status(name, &PatchParams::default(), &Patch::Merge(&status))
+        .await
+        .unwrap();
 }
 
 async fn seat_events(client: &Client, ns: &str) -> BTreeMap<String, usize> {
     let mut counts = BTreeMap::new();
-    for e in Api::<Event>::namespaced(client.clone(), ns).list(&ListParams::default()).await.unwrap() {
+    for e in Api::<Event>::namespaced(client.clone(), ns)
+        .list(&ListParams::default())
+        .await
+        .unwrap()
+    {
         let reason = e.reason.clone().unwrap_or_default();
         if reason == "SeatsExceeded" || reason == "WithinSeats" {
             *counts.entry(reason).or_default() += e.series.as_ref().map_or(1, |s| s.count as usize);
@@ -40,7 +46,8 @@ async fn seat_events(client: &Client, ns: &str) -> BTreeMap<String, usize> {
 }
 
 fn within(l: &License) -> Option<(String, String, String)> {
-    l.status_condition("WithinSeats").map(|c| (c.status.clone(), c.reason.clone(), c.message.clone()))
+    l.status_condition("WithinSeats")
+        .map(|c| (c.status.clone(), c.reason.clone(), c.message.clone()))
 }
 
 fn used(l: &License) -> Option<u64> {
@@ -55,14 +62,25 @@ async fn running_pods_count_as_seats_and_going_over_is_impossible_to_miss() {
     let vendor = Vendor::new("vendor-2026");
     let mut claims = vendor.claims("scout", Some(365 * 86_400));
     claims.seats = Some(2);
-    put_secret(&client, &ns.name, "lic", "license", vendor.sign(&claims, &keyward::license::Format::Jwt).as_bytes()).await;
-    create_license_from(&client, &ns.name, json!({
-        "apiVersion": "keyward.dev/v1alpha1", "kind": "License",
-        "metadata": {"name": "scout"},
-        "spec": {"secretRef": {"name": "lic"}, "product": "scout",
-            "seats": {"podSelector": {"matchLabels": {"app": "agent"}}},
-            "rollout": {"targets": [{"secretName": "scout-license"}]}}
-    }))
+    put_secret(
+        &client,
+        &ns.name,
+        "lic",
+        "license",
+        vendor.sign(&claims, &keyward::license::Format::Jwt).as_bytes(),
+    )
+    .await;
+    create_license_from(
+        &client,
+        &ns.name,
+        json!({
+            "apiVersion": "keyward.dev/v1alpha1", "kind": "License",
+            "metadata": {"name": "scout"},
+            "spec": {"secretRef": {"name": "lic"}, "product": "scout",
+                "seats": {"podSelector": {"matchLabels": {"app": "agent"}}},
+                "rollout": {"targets": [{"secretName": "scout-license"}]}}
+        }),
+    )
     .await;
     let operator = Operator::start(&ns.name, vendor.trust_dir.path(), &[]);
     operator.wait_ready().await;
@@ -73,12 +91,22 @@ async fn running_pods_count_as_seats_and_going_over_is_impossible_to_miss() {
     running_pod(&client, &ns.name, "agent-2", "agent").await;
     running_pod(&client, &ns.name, "other", "web").await; // not a seat
     let l = wait_license(&client, &ns.name, "scout", "2 seats", |l| used(l) == Some(2)).await;
-    assert_eq!(within(&l).unwrap(), ("True".into(), "WithinEntitlement".into(), "2 seats used of 2".into()));
+    assert_eq!(
+        within(&l).unwrap(),
+        ("True".into(), "WithinEntitlement".into(), "2 seats used of 2".into())
+    );
 
     running_pod(&client, &ns.name, "agent-3", "agent").await;
     let l = wait_license(&client, &ns.name, "scout", "3 seats", |l| used(l) == Some(3)).await;
-    assert_eq!(within(&l).unwrap(), ("False".into(), "SeatsExceeded".into(), "3 seats used of 2".into()));
-    assert_eq!(l.status.as_ref().unwrap().state, Some(keyward::api::LicenseState::Active), "the lifecycle state is untouched");
+    assert_eq!(
+        within(&l).unwrap(),
+        ("False".into(), "SeatsExceeded".into(), "3 seats used of 2".into())
+    );
+    assert_eq!(
+        l.status.as_ref().unwrap().state,
+        Some(keyward::api::LicenseState::Active),
+        "the lifecycle state is untouched"
+    );
     let wide = kubectl(&["get", "licenses", "-n", &ns.name, "-o", "wide"]);
     assert!(wide.contains("3/2"), "{wide}");
     // The workload sees it too, to refuse new seats itself.
@@ -91,15 +119,33 @@ async fn running_pods_count_as_seats_and_going_over_is_impossible_to_miss() {
     .await;
     assert_eq!(json["seatsEntitled"], 2);
     let metrics = operator.metrics();
-    assert!(metrics.contains(&format!("keyward_license_seats_used{{namespace=\"{}\",name=\"scout\"}} 3", ns.name)), "{metrics}");
-    assert!(metrics.contains(&format!("keyward_license_seats_entitled{{namespace=\"{}\",name=\"scout\"}} 2", ns.name)), "{metrics}");
+    assert!(
+        metrics.contains(&format!(
+            "keyward_license_seats_used{{namespace=\"{}\",name=\"scout\"}} 3",
+            ns.name
+        )),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains(&format!(
+            "keyward_license_seats_entitled{{namespace=\"{}\",name=\"scout\"}} 2",
+            ns.name
+        )),
+        "{metrics}"
+    );
 
     // A released seat frees up at once.
-    Api::<Pod>::namespaced(client.clone(), &ns.name).delete("agent-3", &DeleteParams::default().grace_period(0)).await.unwrap();
+    Api::<Pod>::namespaced(client.clone(), &ns.name)
+        .delete("agent-3", &DeleteParams::default().grace_period(0))
+        .await
+        .unwrap();
     let l = wait_license(&client, &ns.name, "scout", "back to 2", |l| used(l) == Some(2)).await;
     assert_eq!(within(&l).unwrap().0, "True");
     tokio::time::sleep(Duration::from_millis(500)).await;
-    assert_eq!(seat_events(&client, &ns.name).await, BTreeMap::from([("SeatsExceeded".into(), 1), ("WithinSeats".into(), 1)]));
+    assert_eq!(
+        seat_events(&client, &ns.name).await,
+        BTreeMap::from([("SeatsExceeded".into(), 1), ("WithinSeats".into(), 1)])
+    );
 }
 
 #[tokio::test]
@@ -110,28 +156,57 @@ async fn usage_reports_unlimited_keys_and_malformed_reports() {
     let vendor = Vendor::new("vendor-2026");
     let mut claims = vendor.claims("controlzero", Some(365 * 86_400));
     claims.seats = Some(10);
-    let token = vendor.sign(&claims, &keyward::license::Format::Prefixed { prefix: "cz_ent_".into() });
+    let token = vendor.sign(
+        &claims,
+        &keyward::license::Format::Prefixed {
+            prefix: "cz_ent_".into(),
+        },
+    );
     put_secret(&client, &ns.name, "lic", "license", token.as_bytes()).await;
     let usage: Api<ConfigMap> = Api::namespaced(client.clone(), &ns.name);
     let report = |text: &str| {
-        let cm: ConfigMap = serde_json::from_value(json!({"metadata": {"name": "cz-usage"}, "data": {"usage.json": text}})).unwrap();
+        let cm: ConfigMap =
+            serde_json::from_value(json!({"metadata": {"name": "cz-usage"}, "data": {"usage.json": text}})).unwrap();
         let usage = usage.clone();
-        async move { usage.patch("cz-usage", &PatchParams::apply("controlzero").force(), &Patch::Apply(&cm)).await.unwrap() }
+        async move {
+            usage
+                .patch(
+                    "cz-usage",
+                    &PatchParams::apply("controlzero").force(),
+                    &Patch::Apply(&cm),
+                )
+                .await
+                .unwrap()
+        }
     };
     report(r#"{"seats_used": 12, "api_keys_active": 8, "dashboard_users": 3, "scout_agents": 1}"#).await;
-    create_license_from(&client, &ns.name, json!({
-        "apiVersion": "keyward.dev/v1alpha1", "kind": "License",
-        "metadata": {"name": "cz"},
-        "spec": {"secretRef": {"name": "lic"}, "product": "controlzero",
-            "seats": {"reportedBy": {"configMapRef": {"name": "cz-usage"}}}}
-    }))
+    create_license_from(
+        &client,
+        &ns.name,
+        json!({
+            "apiVersion": "keyward.dev/v1alpha1", "kind": "License",
+            "metadata": {"name": "cz"},
+            "spec": {"secretRef": {"name": "lic"}, "product": "controlzero",
+                "seats": {"reportedBy": {"configMapRef": {"name": "cz-usage"}}}}
+        }),
+    )
     .await;
     let operator = Operator::start(&ns.name, vendor.trust_dir.path(), &[]);
     operator.wait_ready().await;
     let l = wait_license(&client, &ns.name, "cz", "12 of 10", |l| used(l) == Some(12)).await;
-    assert_eq!(within(&l).unwrap(), ("False".into(), "SeatsExceeded".into(), "12 seats used of 10".into()));
+    assert_eq!(
+        within(&l).unwrap(),
+        ("False".into(), "SeatsExceeded".into(), "12 seats used of 10".into())
+    );
     let seats = l.status.as_ref().unwrap().seats.clone().unwrap();
-    assert_eq!(seats.breakdown, BTreeMap::from([("api_keys_active".into(), 8), ("dashboard_users".into(), 3), ("scout_agents".into(), 1)]));
+    assert_eq!(
+        seats.breakdown,
+        BTreeMap::from([
+            ("api_keys_active".into(), 8),
+            ("dashboard_users".into(), 3),
+            ("scout_agents".into(), 1)
+        ])
+    );
     assert!(seats.measured_at.is_some());
 
     report(r#"{"seats_used": 9}"#).await;
@@ -139,18 +214,34 @@ async fn usage_reports_unlimited_keys_and_malformed_reports() {
     assert_eq!(within(&l).unwrap().0, "True");
 
     report("seats: lots").await;
-    let l = wait_license(&client, &ns.name, "cz", "malformed report", |l| within(l).is_some_and(|w| w.1 == "SeatsReportInvalid")).await;
+    let l = wait_license(&client, &ns.name, "cz", "malformed report", |l| {
+        within(l).is_some_and(|w| w.1 == "SeatsReportInvalid")
+    })
+    .await;
     assert_eq!(within(&l).unwrap().0, "Unknown");
-    assert_eq!(l.status.as_ref().unwrap().state, Some(keyward::api::LicenseState::Active));
+    assert_eq!(
+        l.status.as_ref().unwrap().state,
+        Some(keyward::api::LicenseState::Active)
+    );
 
     // An unlimited key never flips, however large the report.
     let mut unlimited = vendor.claims("controlzero", Some(365 * 86_400));
     unlimited.seats = None;
-    put_secret(&client, &ns.name, "lic", "license", vendor.sign(&unlimited, &keyward::license::Format::Jwt).as_bytes()).await;
+    put_secret(
+        &client,
+        &ns.name,
+        "lic",
+        "license",
+        vendor.sign(&unlimited, &keyward::license::Format::Jwt).as_bytes(),
+    )
+    .await;
     report(r#"{"seats_used": 100000}"#).await;
     let l = wait_license(&client, &ns.name, "cz", "unlimited", |l| used(l) == Some(100_000)).await;
     assert_eq!(within(&l).unwrap().1, "Unlimited");
     tokio::time::sleep(Duration::from_millis(500)).await;
-    assert_eq!(seat_events(&client, &ns.name).await, BTreeMap::from([("SeatsExceeded".into(), 1), ("WithinSeats".into(), 1)]));
+    assert_eq!(
+        seat_events(&client, &ns.name).await,
+        BTreeMap::from([("SeatsExceeded".into(), 1), ("WithinSeats".into(), 1)])
+    );
     assert!(!operator.logs().contains(&token));
 }

@@ -141,6 +141,23 @@ pub fn helm_bin() -> PathBuf {
     if local.exists() { local } else { "helm".into() }
 }
 
+/// Runs `hack/envtest.sh ACTION DIR` on this binary's own control plane (fault injection), or
+/// returns `false` when the control plane is not ours to break.
+pub fn control_plane(action: &str) -> bool {
+    let Some(dir) = env().dir.as_ref() else { return false };
+    let out = Command::new(repo_root().join("hack/envtest.sh"))
+        .arg(action)
+        .arg(dir)
+        .output()
+        .expect("run envtest.sh");
+    assert!(
+        out.status.success(),
+        "envtest.sh {action}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    true
+}
+
 /// Runs kubectl against the test cluster; returns stdout, panics with stderr on failure.
 pub fn kubectl(args: &[&str]) -> String {
     let out = Command::new(kubectl_bin())

@@ -1,0 +1,449 @@
+//! Faults survived: the API server and etcd restarted under the operator, the operator killed
+//! mid-rollout, concurrent writers, a clock that starts mid-window. Each test asserts convergence
+//! and that no target ever held an invalid or empty key.
+//!
+//! These tests break the control plane, so they run one at a time and only on a control plane
+//! this test binary started itself (not with KEYWARD_TEST_KUBECONFIG or an existing cluster).
+
+mod common;
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use futures::StreamExt;
+use jiff::{SignedDuration, Timestamp};
+use k8s_openapi::api::core::v1::Secret;
+use k8s_openapi::api::events::v1::Event;
+use keyward::api::License;
+use keyward::license::{Format, KeySet, TrustedKey, VerifyOptions, verify};
+use kube::api::{ListParams, Patch, PatchParams};
+use kube::runtime::{WatchStreamExt, watcher};
+use kube::{Api, Client, ResourceExt};
+use serde_json::json;
+
+use common::operator::*;
+use common::{TestNamespace, client, eventually};
+
+/// One fault test at a time: they stop the shared control plane.
+static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+fn ours() -> bool {
+    let owned = common::env().dir.is_some();
+    if !owned {
+        eprintln!("skipped: fault tests need a control plane this test binary started itself");
+    }
+    owned
+}
+
+/// Watches every Secret Keyward manages and records any content that is empty or does not verify.
+struct TargetAuditor {
+    bad: Arc<Mutex<Vec<String>>>,
+    seen: Arc<Mutex<usize>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl TargetAuditor {
+    /// Audits the targets of one License (by its UID: other tests' targets are not ours to judge).
+    fn start(client: &Client, vendor: &Vendor, product: &str, license: &License) -> Self {
+        let selector = format!(
+            "app.kubernetes.io/managed-by=keyward,keyward.dev/owner-uid={}",
+            license.uid().unwrap()
+        );
+        let mut keys = KeySet::new();
+        keys.insert(TrustedKey::new(Some(&vendor.kid), vendor.key.verifying_key()).unwrap())
+            .unwrap();
+        let (bad, seen) = (Arc::new(Mutex::new(Vec::new())), Arc::new(Mutex::new(0)));
+        let (bad_w, seen_w, product) = (bad.clone(), seen.clone(), product.to_string());
+        let api: Api<Secret> = Api::all(client.clone());
+        let task = tokio::spawn(async move {
+            let mut events = watcher(api, watcher::Config::default().labels(&selector))
+                .applied_objects()
+                .boxed();
+            while let Some(event) = events.next().await {
+                let Ok(secret) = event else { continue }; // the watch breaks while the API server is down
+                *seen_w.lock().unwrap() += 1;
+                let token = secret
+                    .data
+                    .as_ref()
+                    .and_then(|d| d.get("license"))
+                    .map(|b| b.0.clone())
+                    .unwrap_or_default();
+                let ok = !token.is_empty()
+                    && verify(
+                        &token,
+                        &keys,
+                        &VerifyOptions::at(Timestamp::now()).product(Some(product.as_str())),
+                    )
+                    .is_ok();
+                if !ok {
+                    bad_w.lock().unwrap().push(format!(
+                        "{}/{}",
+                        secret.namespace().unwrap_or_default(),
+                        secret.name_any()
+                    ));
+                }
+            }
+        });
+        Self { bad, seen, task }
+    }
+
+    fn assert_clean(self) {
+        self.task.abort();
+        assert!(*self.seen.lock().unwrap() > 0, "the auditor saw no target at all");
+        let bad = self.bad.lock().unwrap();
+        assert!(bad.is_empty(), "targets held an invalid or empty key: {bad:?}");
+    }
+}
+
+async fn license_with_targets(client: &Client, ns: &str, name: &str, targets: serde_json::Value) {
+    create_license_from(
+        client,
+        ns,
+        json!({
+            "apiVersion": "keyward.dev/v1alpha1", "kind": "License",
+            "metadata": {"name": name},
+            "spec": {"secretRef": {"name": "lic"}, "product": "zizq", "rollout": {"targets": targets}}
+        }),
+    )
+    .await;
+}
+
+async fn target_token(client: &Client, ns: &str, name: &str) -> Option<String> {
+    let s = Api::<Secret>::namespaced(client.clone(), ns)
+        .get_opt(name)
+        .await
+        .ok()??;
+    String::from_utf8(s.data?.get("license")?.0.clone()).ok()
+}
+
+fn renewed(vendor: &Vendor, tier: &str) -> String {
+    let mut claims = vendor.claims("zizq", Some(365 * 86_400));
+    claims.tier = Some(tier.into());
+    vendor.sign(&claims, &Format::Jwt)
+}
+
+#[tokio::test]
+async fn api_server_down_for_ten_seconds_during_a_rotation() {
+    let _serial = SERIAL.lock().await;
+    if !ours() {
+        return;
+    }
+    let client = client().await;
+    install_crd(&client).await;
+    let ns = TestNamespace::new("fault-api").await;
+    let vendor = Vendor::new("vendor-2026");
+    put_secret(&client, &ns.name, "lic", "license", vendor.token("zizq").as_bytes()).await;
+    license_with_targets(&client, &ns.name, "zizq", json!([{"secretName": "zizq-license"}])).await;
+    let operator = Operator::start(&ns.name, vendor.trust_dir.path(), &[]);
+    let l = wait_license(&client, &ns.name, "zizq", "rolled out", |l| {
+        condition(l, "RolledOut").is_some_and(|c| c.0 == "True")
+    })
+    .await;
+    let auditor = TargetAuditor::start(&client, &vendor, "zizq", &l);
+
+    let rotated = renewed(&vendor, "enterprise");
+    put_secret(&client, &ns.name, "lic", "license", rotated.as_bytes()).await;
+    assert!(common::control_plane("stop-apiserver"));
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    assert!(common::control_plane("start-apiserver"));
+
+    let client = common::client().await;
+    eventually(
+        "rotation converges after the outage",
+        Duration::from_secs(60),
+        || async {
+            (target_token(&client, &ns.name, "zizq-license").await.as_deref() == Some(rotated.as_str())).then_some(())
+        },
+    )
+    .await;
+    wait_license(&client, &ns.name, "zizq", "status converges", |l| {
+        l.status.as_ref().and_then(|s| s.tier.as_deref()) == Some("enterprise")
+    })
+    .await;
+    assert!(operator_alive(&operator), "the operator survived the outage");
+    assert!(!operator.logs().contains("panicked"));
+    auditor.assert_clean();
+}
+
+fn operator_alive(operator: &Operator) -> bool {
+    std::path::Path::new(&format!("/proc/{}", operator.pid())).exists()
+}
+
+#[tokio::test]
+async fn etcd_restarted_under_the_api_server() {
+    let _serial = SERIAL.lock().await;
+    if !ours() {
+        return;
+    }
+    let client = client().await;
+    install_crd(&client).await;
+    let ns = TestNamespace::new("fault-etcd").await;
+    let vendor = Vendor::new("vendor-2026");
+    put_secret(&client, &ns.name, "lic", "license", vendor.token("zizq").as_bytes()).await;
+    license_with_targets(&client, &ns.name, "zizq", json!([{"secretName": "zizq-license"}])).await;
+    let operator = Operator::start(&ns.name, vendor.trust_dir.path(), &[]);
+    let l = wait_license(&client, &ns.name, "zizq", "rolled out", |l| {
+        condition(l, "RolledOut").is_some_and(|c| c.0 == "True")
+    })
+    .await;
+    let auditor = TargetAuditor::start(&client, &vendor, "zizq", &l);
+
+    assert!(common::control_plane("stop-etcd"));
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    assert!(common::control_plane("start-etcd"));
+    let rotated = renewed(&vendor, "enterprise");
+    eventually("API server writable again", Duration::from_secs(60), || {
+        let (client, ns, rotated) = (client.clone(), ns.name.clone(), rotated.clone());
+        async move {
+            let secret: Secret =
+                serde_json::from_value(json!({"metadata": {"name": "lic"}, "data": {"license": base64(&rotated)}}))
+                    .ok()?;
+            let api: Api<Secret> = Api::namespaced(client, &ns);
+            api.patch(
+                "lic",
+                &PatchParams::apply("keyward-tests").force(),
+                &Patch::Apply(&secret),
+            )
+            .await
+            .ok()
+            .map(|_| ())
+        }
+    })
+    .await;
+    eventually(
+        "rotation converges after the etcd restart",
+        Duration::from_secs(60),
+        || async {
+            (target_token(&client, &ns.name, "zizq-license").await.as_deref() == Some(rotated.as_str())).then_some(())
+        },
+    )
+    .await;
+    assert!(operator_alive(&operator));
+    auditor.assert_clean();
+}
+
+fn base64(s: &str) -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::STANDARD.encode(s)
+}
+
+#[tokio::test]
+async fn operator_killed_mid_rollout_to_fifty_namespaces() {
+    let _serial = SERIAL.lock().await;
+    if !ours() {
+        return;
+    }
+    let client = client().await;
+    install_crd(&client).await;
+    let run = run_id();
+    let home = TestNamespace::new("fault-kill").await;
+    let team = json!({"keyward-fault/team": run});
+    let mut namespaces = Vec::new();
+    for _ in 0..50 {
+        namespaces.push(labelled_namespace(&client, "fault-kill-t", team.clone()).await);
+    }
+    let vendor = Vendor::new("vendor-2026");
+    put_secret(&client, &home.name, "lic", "license", vendor.token("zizq").as_bytes()).await;
+    create_license_from(
+        &client,
+        &home.name,
+        json!({
+            "apiVersion": "keyward.dev/v1alpha1", "kind": "License",
+            "metadata": {"name": "zizq", "labels": {"keyward-fault/run": run}},
+            "spec": {"secretRef": {"name": "lic"}, "product": "zizq",
+                "rollout": {"targets": [{"namespaceSelector": {"matchLabels": team}, "secretName": "zizq-license"}]}}
+        }),
+    )
+    .await;
+    let selector = format!("keyward-fault/run={run}");
+    let args = [
+        "--license-selector",
+        selector.as_str(),
+        "--operator-namespace",
+        home.name.as_str(),
+    ];
+    let mut first = Operator::start_cluster_wide(vendor.trust_dir.path(), &args);
+    let l = wait_license(&client, &home.name, "zizq", "rolled out to 50", |l| {
+        l.status
+            .as_ref()
+            .and_then(|s| s.rollout.as_ref())
+            .is_some_and(|r| r.up_to_date == 50)
+    })
+    .await;
+    let auditor = TargetAuditor::start(&client, &vendor, "zizq", &l);
+
+    // Rotate, and kill the operator as soon as the first target has the new key.
+    let rotated = renewed(&vendor, "enterprise");
+    put_secret(&client, &home.name, "lic", "license", rotated.as_bytes()).await;
+    eventually("rollout under way", Duration::from_secs(20), || async {
+        for ns in &namespaces {
+            if target_token(&client, ns, "zizq-license").await.as_deref() == Some(rotated.as_str()) {
+                return Some(());
+            }
+        }
+        None
+    })
+    .await;
+    first.kill();
+    let mut done_before_restart = 0;
+    for ns in &namespaces {
+        done_before_restart +=
+            usize::from(target_token(&client, ns, "zizq-license").await.as_deref() == Some(rotated.as_str()));
+    }
+
+    let second = Operator::start_cluster_wide(vendor.trust_dir.path(), &args);
+    for ns in &namespaces {
+        let (client, ns) = (client.clone(), ns.clone());
+        let rotated = rotated.clone();
+        eventually("every target rotated", Duration::from_secs(60), move || {
+            let (client, ns, rotated) = (client.clone(), ns.clone(), rotated.clone());
+            async move {
+                (target_token(&client, &ns, "zizq-license").await.as_deref() == Some(rotated.as_str())).then_some(())
+            }
+        })
+        .await;
+    }
+    let l = wait_license(&client, &home.name, "zizq", "status converged", |l| {
+        l.status.as_ref().is_some_and(|s| {
+            s.tier.as_deref() == Some("enterprise") && s.rollout.as_ref().is_some_and(|r| r.up_to_date == 50)
+        })
+    })
+    .await;
+    // No orphans: exactly the 50 wanted targets exist, all owned by the live License.
+    let managed = Api::<Secret>::all(client.clone())
+        .list(&ListParams::default().labels(&format!("keyward.dev/owner-uid={}", l.uid().unwrap())))
+        .await
+        .unwrap();
+    assert_eq!(managed.items.len(), 50);
+    // No duplicated work visible: one RolledOut per revision (the first and the rotated one). The
+    // event recorder folds repeats into a series, so occurrences are counted, not objects.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let rolled_out: usize = Api::<Event>::namespaced(client.clone(), &home.name)
+        .list(&ListParams::default())
+        .await
+        .unwrap()
+        .items
+        .iter()
+        .filter(|e| e.reason.as_deref() == Some("RolledOut"))
+        .map(|e| e.series.as_ref().map_or(1, |s| s.count as usize))
+        .sum();
+    assert_eq!(rolled_out, 2, "one RolledOut per revision");
+    assert!(operator_alive(&second));
+    eprintln!("killed after {done_before_restart}/50 targets were rotated; the restart finished the rest");
+    auditor.assert_clean();
+}
+
+#[tokio::test]
+async fn concurrent_writers_to_status_and_targets_are_outlasted() {
+    let _serial = SERIAL.lock().await;
+    if !ours() {
+        return;
+    }
+    let client = client().await;
+    install_crd(&client).await;
+    let ns = TestNamespace::new("fault-409").await;
+    let vendor = Vendor::new("vendor-2026");
+    let token = vendor.token("zizq");
+    put_secret(&client, &ns.name, "lic", "license", token.as_bytes()).await;
+    license_with_targets(&client, &ns.name, "zizq", json!([{"secretName": "zizq-license"}])).await;
+    let operator = Operator::start(&ns.name, vendor.trust_dir.path(), &[]);
+    wait_license(&client, &ns.name, "zizq", "rolled out", |l| {
+        condition(l, "RolledOut").is_some_and(|c| c.0 == "True")
+    })
+    .await;
+
+    // Another writer fights over the target's content and the License status for 3 seconds.
+    let secrets: Api<Secret> = Api::namespaced(client.clone(), &ns.name);
+    let licenses: Api<License> = Api::namespaced(client.clone(), &ns.name);
+    let until = tokio::time::Instant::now() + Duration::from_secs(3);
+    let mut writes = 0;
+    while tokio::time::Instant::now() < until {
+        let tampered = json!({"data": {"license.json": base64(r#"{"state":"Active","seats":1000000}"#)}});
+        let _ = secrets
+            .patch("zizq-license", &PatchParams::default(), &Patch::Merge(&tampered))
+            .await;
+        let status = json!({"status": {"state": "Active", "tier": "stolen-enterprise"}});
+        let _ = licenses
+            .patch_status("zizq", &PatchParams::default(), &Patch::Merge(&status))
+            .await;
+        writes += 1;
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(writes > 20);
+    wait_license(&client, &ns.name, "zizq", "status restored", |l| {
+        l.status.as_ref().and_then(|s| s.tier.as_deref()) == Some("pro")
+    })
+    .await;
+    eventually("target restored", Duration::from_secs(30), || async {
+        let s = secrets.get("zizq-license").await.ok()?;
+        let json: serde_json::Value = serde_json::from_slice(&s.data?.get("license.json")?.0).ok()?;
+        (json["seats"] == 25).then_some(())
+    })
+    .await;
+    assert_eq!(
+        target_token(&client, &ns.name, "zizq-license").await.as_deref(),
+        Some(token.as_str())
+    );
+    assert!(operator_alive(&operator));
+}
+
+#[tokio::test]
+async fn an_operator_starting_mid_window_flips_at_the_right_instants() {
+    let _serial = SERIAL.lock().await;
+    if !ours() {
+        return;
+    }
+    let client = client().await;
+    install_crd(&client).await;
+    let ns = TestNamespace::new("fault-clock").await;
+    let vendor = Vendor::new("vendor-2026");
+    // Warning from +2 s, expiry at +7 s, read-only at +10 s; the operator starts at about +3 s.
+    let mut claims = vendor.claims("zizq", Some(7));
+    claims.warn = Some(5);
+    claims.grace = Some(3);
+    let exp = Timestamp::from_second(claims.exp.unwrap()).unwrap();
+    put_secret(
+        &client,
+        &ns.name,
+        "lic",
+        "license",
+        vendor.sign(&claims, &Format::Jwt).as_bytes(),
+    )
+    .await;
+    create_license(&client, &ns.name, "zizq", "lic", "zizq").await;
+    tokio::time::sleep_until(
+        tokio::time::Instant::now()
+            + (exp - SignedDuration::from_secs(4))
+                .duration_since(Timestamp::now())
+                .unsigned_abs(),
+    )
+    .await;
+    let _operator = Operator::start(&ns.name, vendor.trust_dir.path(), &[]);
+    let l = wait_license(&client, &ns.name, "zizq", "Warning at once", |l| state(l).is_some()).await;
+    assert_eq!(
+        state(&l).as_deref(),
+        Some("Warning"),
+        "started inside the warning window"
+    );
+    let since = |l: &License, t: &str| l.status_condition(t).map(|c| c.last_transition_time.0);
+    let l = wait_license(&client, &ns.name, "zizq", "Grace", |l| {
+        state(l).as_deref() == Some("Grace")
+    })
+    .await;
+    let observed = Timestamp::now();
+    assert!(
+        observed.duration_since(exp) <= SignedDuration::from_secs(1),
+        "Grace {:?} after expiry",
+        observed.duration_since(exp)
+    );
+    assert!(since(&l, "InGrace").unwrap() >= exp);
+    wait_license(&client, &ns.name, "zizq", "ReadOnly", |l| {
+        state(l).as_deref() == Some("ReadOnly")
+    })
+    .await;
+    let late = Timestamp::now().duration_since(exp + SignedDuration::from_secs(3));
+    assert!(
+        late <= SignedDuration::from_secs(1),
+        "ReadOnly {late:?} after the grace period ended"
+    );
+}

@@ -248,14 +248,12 @@ async fn rotation_and_every_refusal_keep_the_last_good_key() {
     let first_fp = first.status.unwrap().key_fingerprint.unwrap();
 
     // Rotation to another valid key.
-    let mut renewed = vendor.claims("zizq", Some(2 * 365 * 86_400));
-    renewed.tier = Some("enterprise".into());
     put_secret(
         &client,
         &ns.name,
         "lic",
         "license",
-        vendor.sign(&renewed, &Format::Jwt).as_bytes(),
+        vendor.renewed("zizq", "enterprise").as_bytes(),
     )
     .await;
     let rotated = wait_license(&client, &ns.name, "acme", "rotation", |l| {

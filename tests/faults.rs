@@ -95,6 +95,22 @@ impl TargetAuditor {
     }
 }
 
+/// A License rolled out to one target in a fresh namespace, with its operator running.
+async fn rolled_out(prefix: &str) -> (Client, TestNamespace, Vendor, Operator, License) {
+    let client = client().await;
+    install_crd(&client).await;
+    let ns = TestNamespace::new(prefix).await;
+    let vendor = Vendor::new("vendor-2026");
+    put_secret(&client, &ns.name, "lic", "license", vendor.token("zizq").as_bytes()).await;
+    license_with_targets(&client, &ns.name, "zizq", json!([{"secretName": "zizq-license"}])).await;
+    let operator = Operator::start(&ns.name, vendor.trust_dir.path(), &[]);
+    let l = wait_license(&client, &ns.name, "zizq", "rolled out", |l| {
+        condition(l, "RolledOut").is_some_and(|c| c.0 == "True")
+    })
+    .await;
+    (client, ns, vendor, operator, l)
+}
+
 async fn license_with_targets(client: &Client, ns: &str, name: &str, targets: serde_json::Value) {
     create_license_from(
         client,
@@ -116,32 +132,16 @@ async fn target_token(client: &Client, ns: &str, name: &str) -> Option<String> {
     String::from_utf8(s.data?.get("license")?.0.clone()).ok()
 }
 
-fn renewed(vendor: &Vendor, tier: &str) -> String {
-    let mut claims = vendor.claims("zizq", Some(365 * 86_400));
-    claims.tier = Some(tier.into());
-    vendor.sign(&claims, &Format::Jwt)
-}
-
 #[tokio::test]
 async fn api_server_down_for_ten_seconds_during_a_rotation() {
     let _serial = SERIAL.lock().await;
     if !ours() {
         return;
     }
-    let client = client().await;
-    install_crd(&client).await;
-    let ns = TestNamespace::new("fault-api").await;
-    let vendor = Vendor::new("vendor-2026");
-    put_secret(&client, &ns.name, "lic", "license", vendor.token("zizq").as_bytes()).await;
-    license_with_targets(&client, &ns.name, "zizq", json!([{"secretName": "zizq-license"}])).await;
-    let operator = Operator::start(&ns.name, vendor.trust_dir.path(), &[]);
-    let l = wait_license(&client, &ns.name, "zizq", "rolled out", |l| {
-        condition(l, "RolledOut").is_some_and(|c| c.0 == "True")
-    })
-    .await;
+    let (client, ns, vendor, operator, l) = rolled_out("fault-api").await;
     let auditor = TargetAuditor::start(&client, &vendor, "zizq", &l);
 
-    let rotated = renewed(&vendor, "enterprise");
+    let rotated = vendor.renewed("zizq", "enterprise");
     put_secret(&client, &ns.name, "lic", "license", rotated.as_bytes()).await;
     assert!(common::control_plane("stop-apiserver"));
     tokio::time::sleep(Duration::from_secs(10)).await;
@@ -175,23 +175,13 @@ async fn etcd_restarted_under_the_api_server() {
     if !ours() {
         return;
     }
-    let client = client().await;
-    install_crd(&client).await;
-    let ns = TestNamespace::new("fault-etcd").await;
-    let vendor = Vendor::new("vendor-2026");
-    put_secret(&client, &ns.name, "lic", "license", vendor.token("zizq").as_bytes()).await;
-    license_with_targets(&client, &ns.name, "zizq", json!([{"secretName": "zizq-license"}])).await;
-    let operator = Operator::start(&ns.name, vendor.trust_dir.path(), &[]);
-    let l = wait_license(&client, &ns.name, "zizq", "rolled out", |l| {
-        condition(l, "RolledOut").is_some_and(|c| c.0 == "True")
-    })
-    .await;
+    let (client, ns, vendor, operator, l) = rolled_out("fault-etcd").await;
     let auditor = TargetAuditor::start(&client, &vendor, "zizq", &l);
 
     assert!(common::control_plane("stop-etcd"));
     tokio::time::sleep(Duration::from_secs(5)).await;
     assert!(common::control_plane("start-etcd"));
-    let rotated = renewed(&vendor, "enterprise");
+    let rotated = vendor.renewed("zizq", "enterprise");
     eventually("API server writable again", Duration::from_secs(60), || {
         let (client, ns, rotated) = (client.clone(), ns.name.clone(), rotated.clone());
         async move {
@@ -280,7 +270,7 @@ async fn operator_killed_mid_rollout_to_fifty_namespaces() {
     let (rotated, tier, done_before_restart) = loop {
         attempt += 1;
         let tier = format!("enterprise-{attempt}");
-        let rotated = renewed(&vendor, &tier);
+        let rotated = vendor.renewed("zizq", &tier);
         let mut targets = watcher(
             Api::<Secret>::all(client.clone()),
             watcher::Config::default().labels(&owned),
@@ -373,18 +363,8 @@ async fn concurrent_writers_to_status_and_targets_are_outlasted() {
     if !ours() {
         return;
     }
-    let client = client().await;
-    install_crd(&client).await;
-    let ns = TestNamespace::new("fault-409").await;
-    let vendor = Vendor::new("vendor-2026");
-    let token = vendor.token("zizq");
-    put_secret(&client, &ns.name, "lic", "license", token.as_bytes()).await;
-    license_with_targets(&client, &ns.name, "zizq", json!([{"secretName": "zizq-license"}])).await;
-    let operator = Operator::start(&ns.name, vendor.trust_dir.path(), &[]);
-    wait_license(&client, &ns.name, "zizq", "rolled out", |l| {
-        condition(l, "RolledOut").is_some_and(|c| c.0 == "True")
-    })
-    .await;
+    let (client, ns, _vendor, operator, _) = rolled_out("fault-409").await;
+    let token = target_token(&client, &ns.name, "zizq-license").await.unwrap();
 
     // Another writer fights over the target's content and the License status for 3 seconds.
     let secrets: Api<Secret> = Api::namespaced(client.clone(), &ns.name);

@@ -141,9 +141,7 @@ async fn keys_roll_out_by_name_and_selector_live_and_fail_safe() {
     assert_eq!(after.spec, deployment.spec, "pod template untouched");
 
     // Rotation propagates to every target and re-nudges the Pod.
-    let mut renewed = vendor.claims("zizq", Some(730 * 86_400));
-    renewed.tier = Some("enterprise".into());
-    let token2 = vendor.sign(&renewed, &keyward::license::Format::Jwt);
+    let token2 = vendor.renewed("zizq", "enterprise");
     put_secret(&client, &home.name, "lic", "license", token2.as_bytes()).await;
     for ns in [&named.name, &sel_a, &sel_b] {
         let json = wait_secret(&client, ns, "zizq-license", "rotated", |t, _| t == token2).await;
@@ -316,14 +314,12 @@ async fn two_replicas_elect_one_leader_and_fail_over() {
     let takeover = killed.elapsed();
     assert!(takeover < Duration::from_secs(15), "takeover took {takeover:?}");
     // And it reconciles: a rotation is picked up.
-    let mut renewed = vendor.claims("zizq", Some(730 * 86_400));
-    renewed.tier = Some("enterprise".into());
     put_secret(
         &client,
         &ns.name,
         "lic",
         "license",
-        vendor.sign(&renewed, &keyward::license::Format::Jwt).as_bytes(),
+        vendor.renewed("zizq", "enterprise").as_bytes(),
     )
     .await;
     wait_license(&client, &ns.name, "zizq", "new leader reconciles", |l| {

@@ -223,6 +223,13 @@ impl Vendor {
     pub fn token(&self, product: &str) -> String {
         self.sign(&self.claims(product, Some(365 * 86_400)), &Format::Jwt)
     }
+
+    /// A renewal: another valid JWT for `product`, with `tier`, valid for two years.
+    pub fn renewed(&self, product: &str, tier: &str) -> String {
+        let mut claims = self.claims(product, Some(730 * 86_400));
+        claims.tier = Some(tier.into());
+        self.sign(&claims, &Format::Jwt)
+    }
 }
 
 pub async fn put_secret(client: &Client, namespace: &str, name: &str, key: &str, value: &[u8]) {

@@ -34,8 +34,9 @@ bench-operator: tools ## Operator benchmarks on a local control plane: cold star
 demo: ## Main job end to end on a local control plane: mint, verify, roll out, renew, refuse
 	@hack/demo.sh
 
-image: ## Container image (needs a container engine: docker or podman)
-	$${CONTAINER_ENGINE:-docker} build -t $${IMAGE:-ghcr.io/keyward/keyward:0.1.0} .
+image: ## Container images of keyward and the example workload (needs docker or podman)
+	$${CONTAINER_ENGINE:-docker} build --target keyward -t $${IMAGE:-ghcr.io/keyward/keyward:0.1.0} .
+	$${CONTAINER_ENGINE:-docker} build --target license-watcher -t $${WATCHER_IMAGE:-ghcr.io/keyward/license-watcher:0.1.0} .
 
 install-plugin: build ## Install keyward and the `kubectl keyward` plugin link into ~/.local/bin
 	install -D target/release/keyward $$HOME/.local/bin/keyward

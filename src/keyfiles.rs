@@ -168,6 +168,31 @@ mod tests {
     }
 
     #[test]
+    #[cfg(unix)]
+    fn trust_dir_reads_a_mounted_configmap_layout() {
+        // The kubelet writes keys into a timestamped directory, points `..data` at it, and links
+        // each key name through `..data`; an update swaps the `..data` link.
+        use std::os::unix::fs::symlink;
+        let dir = tempfile::tempdir().unwrap();
+        let pem = |s: u8| public_key_to_pem(&signing_key_from_seed(&[s; 32]).verifying_key());
+        let v1 = dir.path().join("..2026_11_23_01_00_00.1");
+        fs::create_dir(&v1).unwrap();
+        fs::write(v1.join("vendor-2026.pem"), pem(1)).unwrap();
+        symlink("..2026_11_23_01_00_00.1", dir.path().join("..data")).unwrap();
+        symlink("..data/vendor-2026.pem", dir.path().join("vendor-2026.pem")).unwrap();
+        let set = load_trust_dir(dir.path()).unwrap();
+        assert_eq!(set.ids(), ["vendor-2026"]);
+        // An update: a new directory, the ..data link swapped.
+        let v2 = dir.path().join("..2026_11_23_02_00_00.2");
+        fs::create_dir(&v2).unwrap();
+        fs::write(v2.join("vendor-2026.pem"), pem(2)).unwrap();
+        fs::remove_file(dir.path().join("..data")).unwrap();
+        symlink("..2026_11_23_02_00_00.2", dir.path().join("..data")).unwrap();
+        let updated = load_trust_dir(dir.path()).unwrap();
+        assert_ne!(updated, set, "the swapped key is read");
+    }
+
+    #[test]
     fn trust_dir_errors_name_the_file() {
         let dir = tempfile::tempdir().unwrap();
         fs::write(

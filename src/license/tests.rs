@@ -416,6 +416,21 @@ fn errors_never_contain_the_token() {
 }
 
 #[test]
+fn every_single_bit_flip_of_both_formats_is_rejected() {
+    let k = key(1);
+    let set = keyset(&[("v1", &k)]);
+    for format in [Format::Jwt, prefixed()] {
+        let token = issue(&claims(), &k, Some("v1"), &format).unwrap().into_bytes();
+        assert!(verify(&token, &set, &opts()).is_ok());
+        for bit in 0..token.len() * 8 {
+            let mut flipped = token.clone();
+            flipped[bit / 8] ^= 1 << (bit % 8);
+            assert!(verify(&flipped, &set, &opts()).is_err(), "{format}: flipping bit {bit} was accepted");
+        }
+    }
+}
+
+#[test]
 fn issue_refuses_bad_input() {
     let k = key(1);
     let mut c = claims();

@@ -425,7 +425,10 @@ fn every_single_bit_flip_of_both_formats_is_rejected() {
         for bit in 0..token.len() * 8 {
             let mut flipped = token.clone();
             flipped[bit / 8] ^= 1 << (bit % 8);
-            assert!(verify(&flipped, &set, &opts()).is_err(), "{format}: flipping bit {bit} was accepted");
+            assert!(
+                verify(&flipped, &set, &opts()).is_err(),
+                "{format}: flipping bit {bit} was accepted"
+            );
         }
     }
 }

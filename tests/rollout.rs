@@ -327,4 +327,27 @@ async fn two_replicas_elect_one_leader_and_fail_over() {
     })
     .await;
     eprintln!("leader takeover after SIGKILL: {takeover:?}");
+
+    // A leader asked to stop (SIGTERM) exits cleanly and releases its Lease; a third replica takes
+    // over. (kube-lease-manager's standby looks again only when the lock it saw would expire, so
+    // the handover takes up to the Lease duration even after a release.)
+    let third_args = ha("replica-c");
+    let third = Operator::start(
+        &ns.name,
+        vendor.trust_dir.path(),
+        &third_args.iter().map(String::as_str).collect::<Vec<_>>(),
+    );
+    third.wait_ready().await;
+    let mut second = second;
+    let status = second.terminate();
+    assert!(status.success(), "a clean shutdown exits 0: {status:?}");
+    assert!(second.logs().contains("released the leader Lease"), "{}", second.logs());
+    let stopped = Instant::now();
+    eventually("handover after SIGTERM", Duration::from_secs(20), || async {
+        (holder().await.as_deref() == Some("replica-c")).then_some(())
+    })
+    .await;
+    let handover = stopped.elapsed();
+    assert!(handover < Duration::from_secs(15), "handover took {handover:?}");
+    eprintln!("leader handover after SIGTERM: {handover:?}");
 }

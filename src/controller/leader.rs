@@ -80,6 +80,11 @@ where
     drop(lost_watch);
     drop(leading);
     // Dropping every receiver makes the lease task release the Lease before it ends.
-    let _ = tokio::time::timeout(Duration::from_secs(5), lease_task).await;
+    match tokio::time::timeout(Duration::from_secs(5), lease_task).await {
+        Ok(Ok(Ok(_))) => info!(identity, "released the leader Lease"),
+        Ok(Ok(Err(e))) => tracing::warn!(identity, error = %e, "could not release the leader Lease"),
+        Ok(Err(e)) => tracing::warn!(identity, error = %e, "the Lease task failed"),
+        Err(_) => tracing::warn!(identity, "timed out releasing the leader Lease"),
+    }
     Ok(ended)
 }

@@ -72,7 +72,8 @@ async fn apply(license: &License, namespace: &str, ctx: &Context) -> Result<Acti
     let mut outcome = status::evaluate(prev, &key, &ctx.settings.policy, license.meta().generation, now);
     log_outcome(namespace, &name, prev, &outcome, &key, now);
 
-    let usage = seats::measure(&ctx.client, license, &ctx.settings.rollout).await?;
+    let targets = rollout::resolve(&ctx.client, license, &ctx.settings.rollout).await?;
+    let usage = seats::measure(&ctx.client, license, &targets).await?;
     let seat_events = status::with_seats(&mut outcome.status, prev, usage, now);
     outcome.events.extend(seat_events);
     let seats = outcome.status.seats.as_ref();
@@ -88,7 +89,7 @@ async fn apply(license: &License, namespace: &str, ctx: &Context) -> Result<Acti
         (KeyOutcome::Verified(verified), Some(token)) => Some(content(token, verified, &outcome.status)),
         _ => None,
     };
-    let rollout = rollout::roll_out(&ctx.client, license, rolled.as_ref(), &ctx.settings.rollout).await?;
+    let rollout = rollout::roll_out(&ctx.client, license, &targets, rolled.as_ref(), &ctx.settings.rollout).await?;
     ctx.metrics
         .rollout(namespace, &name, rollout.as_ref().map(|r| r.rolled_out));
     let rollout_events = status::with_rollout(&mut outcome.status, prev, rollout, now);

@@ -8,7 +8,7 @@ use kube::api::ListParams;
 use kube::core::Selector;
 use kube::{Api, Client, ResourceExt};
 
-use super::rollout::{self, RolloutSettings};
+use super::rollout::{self, Targets};
 use super::status::SeatUsage;
 use crate::api::v1alpha1::License;
 
@@ -47,11 +47,7 @@ pub fn parse_usage_report(text: &str) -> Result<(u64, BTreeMap<String, i64>), St
 
 /// Measures usage for a License with `spec.seats`; `None` without it. API errors are returned for
 /// a retry; everything about the spec or the report becomes a reason in the status.
-pub async fn measure(
-    client: &Client,
-    license: &License,
-    settings: &RolloutSettings,
-) -> Result<Option<SeatUsage>, kube::Error> {
+pub async fn measure(client: &Client, license: &License, targets: &Targets) -> Result<Option<SeatUsage>, kube::Error> {
     let Some(spec) = &license.spec.seats else {
         return Ok(None);
     };
@@ -66,10 +62,10 @@ pub async fn measure(
                 Ok(s) => s.to_string(),
                 Err(e) => return Ok(Some(unavailable("InvalidSpec", format!("spec.seats.podSelector: {e}")))),
             };
-            let namespaces = match rollout::target_namespaces(client, license, settings).await? {
-                Ok(ns) if ns.is_empty() => vec![own],
-                Ok(ns) => ns,
-                Err(e) => return Ok(Some(unavailable("InvalidSpec", e))),
+            let namespaces = match targets {
+                Ok(t) if t.is_empty() => vec![own],
+                Ok(t) => rollout::namespaces(t),
+                Err(e) => return Ok(Some(unavailable("InvalidSpec", e.clone()))),
             };
             let mut used = 0;
             for ns in namespaces {

@@ -44,8 +44,9 @@ pub struct RolloutSettings {
 /// Parallel writes per rollout: enough to cover 100 namespaces in a few round trips.
 const CONCURRENCY: usize = 16;
 
+/// One target Secret in one namespace.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
-struct Wanted {
+pub struct Wanted {
     namespace: String,
     secret_name: String,
     pod_selector: Option<String>,
@@ -65,12 +66,12 @@ fn selector_string(selector: &LabelSelector, field: &str) -> Result<String, Stri
         .map_err(|e| format!("{field}: {e}"))
 }
 
-/// Resolves the License's targets to (namespace, Secret) pairs. Errors are spec errors.
-async fn wanted(
-    client: &Client,
-    license: &License,
-    settings: &RolloutSettings,
-) -> Result<Result<Vec<Wanted>, String>, kube::Error> {
+/// A License's targets resolved to (namespace, Secret) pairs, or the spec error that prevents it.
+pub type Targets = Result<Vec<Wanted>, String>;
+
+/// Resolves the License's targets once per reconcile (rollout and seat counting both use them).
+/// Only `namespaceSelector` targets cost an API call.
+pub async fn resolve(client: &Client, license: &License, settings: &RolloutSettings) -> Result<Targets, kube::Error> {
     let own = license.namespace().unwrap_or_default();
     let mut out = BTreeSet::new();
     for (i, target) in license.spec.rollout.iter().flat_map(|r| r.targets.iter()).enumerate() {
@@ -120,16 +121,10 @@ async fn wanted(
     Ok(Ok(out.into_iter().collect()))
 }
 
-/// The namespaces the License's rollout targets resolve to (empty without targets).
-pub async fn target_namespaces(
-    client: &Client,
-    license: &License,
-    settings: &RolloutSettings,
-) -> Result<Result<Vec<String>, String>, kube::Error> {
-    Ok(wanted(client, license, settings).await?.map(|w| {
-        let unique: BTreeSet<String> = w.into_iter().map(|w| w.namespace).collect();
-        unique.into_iter().collect()
-    }))
+/// The distinct namespaces of resolved targets.
+pub fn namespaces(targets: &[Wanted]) -> Vec<String> {
+    let unique: BTreeSet<&str> = targets.iter().map(|w| w.namespace.as_str()).collect();
+    unique.into_iter().map(str::to_string).collect()
 }
 
 fn managed_secret(license: &License, w: &Wanted, content: &Content) -> Secret {
@@ -266,6 +261,7 @@ pub async fn remove_all(client: &Client, license: &License, settings: &RolloutSe
 pub async fn roll_out(
     client: &Client,
     license: &License,
+    targets: &Targets,
     content: Option<&Content>,
     settings: &RolloutSettings,
 ) -> Result<Option<RolloutSummary>, Error> {
@@ -279,8 +275,8 @@ pub async fn roll_out(
         }
         return Ok(None);
     }
-    let wanted = match wanted(client, license, settings).await? {
-        Ok(w) => w,
+    let wanted = match targets {
+        Ok(w) => w.clone(),
         Err(message) => {
             return Ok(Some(RolloutSummary {
                 status: RolloutStatus {
@@ -289,7 +285,7 @@ pub async fn roll_out(
                 },
                 rolled_out: false,
                 reason: "InvalidSpec".into(),
-                message,
+                message: message.clone(),
             }));
         }
     };

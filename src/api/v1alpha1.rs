@@ -308,6 +308,12 @@ pub struct LastNotice {
 
 impl License {
     pub fn status_condition(&self, type_: &str) -> Option<&Condition> {
-        self.status.as_ref()?.conditions.iter().find(|c| c.type_ == type_)
+        self.status.as_ref()?.condition(type_)
+    }
+}
+
+impl LicenseStatus {
+    pub fn condition(&self, type_: &str) -> Option<&Condition> {
+        self.conditions.iter().find(|c| c.type_ == type_)
     }
 }

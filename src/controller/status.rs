@@ -361,7 +361,7 @@ fn transition_events(prev: Option<&LicenseStatus>, new: &LicenseStatus, key: &Ke
         }
         KeyOutcome::Refused(refusal) => {
             let prev_reason = prev
-                .and_then(|s| s.conditions.iter().find(|c| c.type_ == VALID))
+                .and_then(|s| s.condition(VALID))
                 .filter(|c| c.status == "False")
                 .map(|c| c.reason.as_str());
             if prev_state != Some(state) || prev_reason != Some(refusal.reason.as_str()) || fingerprint_changed {
@@ -431,7 +431,7 @@ pub fn with_rollout(
         status.rollout = None;
         return Vec::new();
     };
-    let prev_condition = prev.and_then(|s| s.conditions.iter().find(|c| c.type_ == ROLLED_OUT));
+    let prev_condition = prev.and_then(|s| s.condition(ROLLED_OUT));
     let prev_revision = prev
         .and_then(|s| s.rollout.as_ref())
         .and_then(|r| r.revision.as_deref());
@@ -454,14 +454,12 @@ pub fn with_rollout(
             note: rollout.message.clone(),
         });
     }
-    let desired = vec![cond(ROLLED_OUT, rollout.rolled_out, rollout.reason, rollout.message)];
-    let generation = status.observed_generation;
-    status.conditions.extend(merge_conditions(
-        prev.map(|s| s.conditions.as_slice()).unwrap_or(&[]),
-        desired,
-        generation,
+    set_condition(
+        status,
+        prev,
+        cond(ROLLED_OUT, rollout.rolled_out, rollout.reason, rollout.message),
         now,
-    ));
+    );
     status.rollout = Some(rollout.status);
     events
 }
@@ -479,7 +477,7 @@ pub enum SeatUsage {
     },
 }
 
-/// `used/entitled`, `-` for what is unknown; `unlimited` for no entitlement.
+/// `used/entitled`, just the entitlement when usage is not measured; `unlimited` for no entitlement.
 pub fn seat_summary(used: Option<u64>, entitled: Option<u64>) -> String {
     let entitled = entitled.map_or("unlimited".to_string(), |e| e.to_string());
     match used {
@@ -537,9 +535,7 @@ pub fn with_seats(
         }
     };
     seats.summary = Some(seat_summary(seats.used, seats.entitled));
-    let was = prev
-        .and_then(|s| s.conditions.iter().find(|c| c.type_ == WITHIN_SEATS))
-        .map(|c| c.status.clone());
+    let was = prev.and_then(|s| s.condition(WITHIN_SEATS)).map(|c| c.status.clone());
     let mut events = Vec::new();
     if desired.status == "False" && was.as_deref() != Some("False") {
         events.push(PlannedEvent {
@@ -557,14 +553,17 @@ pub fn with_seats(
             note: format!("back within the entitlement: {}", desired.message),
         });
     }
-    let generation = status.observed_generation;
-    status.conditions.extend(merge_conditions(
-        prev.map(|s| s.conditions.as_slice()).unwrap_or(&[]),
-        vec![desired],
-        generation,
-        now,
-    ));
+    set_condition(status, prev, desired, now);
     events
+}
+
+/// Puts one condition into `status` (replacing one of its type), keeping the previous
+/// `lastTransitionTime` when its status has not changed.
+fn set_condition(status: &mut LicenseStatus, prev: Option<&LicenseStatus>, desired: Desired, now: Timestamp) {
+    status.conditions.retain(|c| c.type_ != desired.type_);
+    let prev = prev.map(|s| s.conditions.as_slice()).unwrap_or(&[]);
+    let merged = merge_conditions(prev, vec![desired], status.observed_generation, now);
+    status.conditions.extend(merged);
 }
 
 /// Small margin so a wake-up lands just after a boundary, never just before it.

@@ -125,10 +125,10 @@ async fn run_async(args: Args) -> anyhow::Result<ExitCode> {
     let client = client(args.kubeconfig.as_ref()).await?;
     let metrics = Arc::new(Metrics::default());
     let ready = Readiness::default();
-    let metrics_listener = http::bind(args.metrics_addr)
+    let metrics_listener = tokio::net::TcpListener::bind(args.metrics_addr)
         .await
         .with_context(|| format!("binding {}", args.metrics_addr))?;
-    let health_listener = http::bind(args.health_addr)
+    let health_listener = tokio::net::TcpListener::bind(args.health_addr)
         .await
         .with_context(|| format!("binding {}", args.health_addr))?;
     info!(metrics = %metrics_listener.local_addr()?, health = %health_listener.local_addr()?, keys = ?trust.current().ids(), "keyward controller starting");

@@ -90,11 +90,9 @@ impl Report {
     }
 
     fn state(&self) -> String {
+        // Decoded (verified, or shown as decoded when no key was given): the lifecycle state.
         match (&self.verdict, &self.evaluation) {
             (Ok(_), Some((_, e))) => e.state.to_string(),
-            _ if !self.verified && self.decoded.is_some() => {
-                self.evaluation.map(|(_, e)| e.state.to_string()).unwrap_or_default()
-            }
             _ => "Invalid".to_string(),
         }
     }

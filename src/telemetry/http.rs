@@ -1,6 +1,5 @@
 //! `/healthz` and `/readyz` on the health address, `/metrics` on the metrics address.
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -46,10 +45,6 @@ async fn metrics(State(metrics): State<Arc<Metrics>>) -> impl IntoResponse {
         )],
         metrics.encode(),
     )
-}
-
-pub async fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
-    TcpListener::bind(addr).await
 }
 
 pub async fn serve_health(listener: TcpListener, ready: Readiness) -> std::io::Result<()> {

@@ -1,8 +1,8 @@
 use std::sync::Arc;
 
 use kube::Client;
-use kube::runtime::events::Recorder;
 
+use super::events::EventPublisher;
 use super::ref_index::RefIndex;
 use super::rollout::RolloutSettings;
 use super::trust::TrustStore;
@@ -21,7 +21,7 @@ pub struct Settings {
 pub struct Context {
     pub client: Client,
     pub trust: TrustStore,
-    pub recorder: Recorder,
+    pub events: EventPublisher,
     pub metrics: Arc<Metrics>,
     pub secret_index: RefIndex,
     /// Usage-report ConfigMaps referenced by `spec.seats.reportedBy`.

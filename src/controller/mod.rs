@@ -3,6 +3,8 @@
 
 mod context;
 mod error;
+mod events;
+pub mod finding;
 pub mod key_source;
 pub mod leader;
 pub mod reconcile;
@@ -18,15 +20,18 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures::StreamExt;
+use futures::channel::mpsc::UnboundedReceiver;
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Pod, Secret};
 use kube::core::PartialObjectMeta;
-use kube::runtime::events::{Recorder, Reporter};
+use kube::runtime::events::Reporter;
+use kube::runtime::reflector::Store;
 use kube::runtime::{Controller, controller, watcher};
 use kube::{Api, Client};
 use tracing::{info, warn};
 
 pub use context::{Context, Settings};
 pub use error::Error;
+use events::EventPublisher;
 use ref_index::RefIndex;
 use trust::TrustStore;
 
@@ -69,81 +74,101 @@ pub async fn run(
     ready: Readiness,
     shutdown: impl Future<Output = ()> + Send + Sync + 'static,
 ) {
-    let namespace = options.namespace.as_deref();
-    let licenses: Api<License> = api(&client, namespace);
-    let secret_index = RefIndex::default();
-
-    metrics.trusted_keys(options.trust.current().len());
-    if options.trust.current().is_empty() {
-        warn!("no trusted vendor keys are configured: every License will be Invalid (NoTrustedKeys)");
-    }
-    let (trust_changed, trust_changes) = futures::channel::mpsc::unbounded::<()>();
-    {
-        let metrics_ok = metrics.clone();
-        let metrics_err = metrics.clone();
-        tokio::spawn(options.trust.clone().watch(
-            options.trust_reload_interval,
-            move |keys| {
-                info!(keys = ?keys.ids(), "trusted vendor keys changed; re-verifying every License");
-                metrics_ok.trusted_keys(keys.len());
-                let _ = trust_changed.unbounded_send(());
-            },
-            move |e| {
-                warn!(error = %e, "could not re-read the trusted keys; keeping the keys in force");
-                metrics_err.trust_reload_failed();
-            },
-        ));
-    }
-
-    let secret_index_for_watch = secret_index.clone();
-    let usage_index = RefIndex::default();
-    let usage_index_for_watch = usage_index.clone();
+    let namespace = options.namespace.clone();
+    let trust_changes = watch_trust(&options, &metrics);
     let context = Arc::new(Context {
         client: client.clone(),
         trust: options.trust,
-        recorder: Recorder::new(
-            client,
+        events: EventPublisher::new(
+            client.clone(),
             Reporter {
                 controller: CONTROLLER_NAME.into(),
                 instance: Some(options.instance),
             },
         ),
         metrics,
-        secret_index,
-        usage_index,
+        secret_index: RefIndex::default(),
+        usage_index: RefIndex::default(),
         settings: options.settings,
     });
-    let license_watch = match &options.license_selector {
-        Some(selector) => watcher::Config::default().labels(selector),
-        None => watcher::Config::default(),
-    };
-    let controller = Controller::new(licenses, license_watch);
-    let (store_for_pods, store_for_namespaces) = (controller.store(), controller.store());
-    // Metadata-only watches: memory does not grow with the payloads of unrelated objects; what a
-    // License references is read on demand in the reconcile.
-    let secrets: Api<PartialObjectMeta<Secret>> = api(&context.client, namespace);
-    let config_maps: Api<PartialObjectMeta<ConfigMap>> = api(&context.client, namespace);
-    let pods: Api<PartialObjectMeta<Pod>> = api(&context.client, namespace);
-    let mut controller = controller
-        .watches(secrets, watcher::Config::default(), move |s| {
-            triggers::secret(&secret_index_for_watch, &s)
-        })
-        .watches(config_maps, watcher::Config::default(), move |cm| {
-            triggers::config_map(&usage_index_for_watch, &cm)
-        })
-        .watches(pods, watcher::Config::default(), move |p| {
-            triggers::pod(&store_for_pods, &p)
-        })
+    let controller = build(&context, namespace.as_deref(), options.license_selector.as_deref())
         .reconcile_all_on(trust_changes)
         .with_config(controller::Config::default().concurrency(RECONCILE_CONCURRENCY))
         .graceful_shutdown_on(shutdown);
-    if options.namespace.is_none() {
-        let namespaces: Api<PartialObjectMeta<Namespace>> = Api::all(context.client.clone());
-        controller = controller.watches(namespaces, watcher::Config::default(), move |n| {
-            triggers::namespace(&store_for_namespaces, &n)
-        });
+    report_ready_when_synced(controller.store(), ready);
+    sweep_orphans(&context.client, namespace.as_deref()).await;
+    info!(
+        namespace = namespace.as_deref().unwrap_or("<all>"),
+        "controller started"
+    );
+    controller
+        .run(reconcile::reconcile, reconcile::error_policy, context)
+        .for_each(|_| futures::future::ready(()))
+        .await;
+    info!("controller stopped");
+}
+
+/// Re-reads the trusted keys while running; yields once per change so every License is re-verified.
+fn watch_trust(options: &RunOptions, metrics: &Arc<Metrics>) -> UnboundedReceiver<()> {
+    metrics.trusted_keys(options.trust.current().len());
+    if options.trust.current().is_empty() {
+        warn!("no trusted vendor keys are configured: every License will be Invalid (NoTrustedKeys)");
     }
-    let store = controller.store();
+    let (trust_changed, trust_changes) = futures::channel::mpsc::unbounded::<()>();
+    let (metrics_ok, metrics_err) = (metrics.clone(), metrics.clone());
+    tokio::spawn(options.trust.clone().watch(
+        options.trust_reload_interval,
+        move |keys| {
+            info!(keys = ?keys.ids(), "trusted vendor keys changed; re-verifying every License");
+            metrics_ok.trusted_keys(keys.len());
+            let _ = trust_changed.unbounded_send(());
+        },
+        move |e| {
+            warn!(error = %e, "could not re-read the trusted keys; keeping the keys in force");
+            metrics_err.trust_reload_failed();
+        },
+    ));
+    trust_changes
+}
+
+/// The controller over Licenses, woken also by the objects they reference. Metadata-only
+/// watches: memory does not grow with the payloads of unrelated objects; what a License
+/// references is read on demand in the reconcile.
+fn build(context: &Arc<Context>, namespace: Option<&str>, license_selector: Option<&str>) -> Controller<License> {
+    let client = &context.client;
+    let license_watch = match license_selector {
+        Some(selector) => watcher::Config::default().labels(selector),
+        None => watcher::Config::default(),
+    };
+    let controller = Controller::new(api::<License>(client, namespace), license_watch);
+    let (licenses_for_pods, licenses_for_namespaces) = (controller.store(), controller.store());
+    let (secret_index, usage_index) = (context.secret_index.clone(), context.usage_index.clone());
+    let controller = controller
+        .watches(
+            api::<PartialObjectMeta<Secret>>(client, namespace),
+            watcher::Config::default(),
+            move |s| triggers::secret(&secret_index, &s),
+        )
+        .watches(
+            api::<PartialObjectMeta<ConfigMap>>(client, namespace),
+            watcher::Config::default(),
+            move |cm| triggers::config_map(&usage_index, &cm),
+        )
+        .watches(
+            api::<PartialObjectMeta<Pod>>(client, namespace),
+            watcher::Config::default(),
+            move |p| triggers::pod(&licenses_for_pods, &p),
+        );
+    if namespace.is_some() {
+        return controller;
+    }
+    let namespaces: Api<PartialObjectMeta<Namespace>> = Api::all(client.clone());
+    controller.watches(namespaces, watcher::Config::default(), move |n| {
+        triggers::namespace(&licenses_for_namespaces, &n)
+    })
+}
+
+fn report_ready_when_synced(store: Store<License>, ready: Readiness) {
     tokio::spawn(async move {
         // The store's readiness is one oneshot receiver that wakes only its latest poller, and the
         // controller's runner waits on it too: re-poll rather than wait once.
@@ -159,7 +184,10 @@ pub async fn run(
             }
         }
     });
-    match rollout::sweep_orphans(&context.client, namespace).await {
+}
+
+async fn sweep_orphans(client: &Client, namespace: Option<&str>) {
+    match rollout::sweep_orphans(client, namespace).await {
         Ok(0) => {}
         Ok(n) => info!(
             removed = n,
@@ -167,10 +195,4 @@ pub async fn run(
         ),
         Err(e) => warn!(error = %e, "could not sweep orphaned target Secrets"),
     }
-    info!(namespace = namespace.unwrap_or("<all>"), "controller started");
-    controller
-        .run(reconcile::reconcile, reconcile::error_policy, context)
-        .for_each(|_| futures::future::ready(()))
-        .await;
-    info!("controller stopped");
 }

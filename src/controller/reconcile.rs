@@ -1,5 +1,6 @@
-//! One reconcile of one License: read its key, verify it, write the status, publish events,
-//! and sleep until the next instant anything can change.
+//! One reconcile of one License: read its key, verify it, decide the status, resolve the targets,
+//! measure seats, roll out, write the status, publish events, and sleep until the next instant
+//! anything can change.
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -8,22 +9,25 @@ use jiff::Timestamp;
 use k8s_openapi::api::core::v1::Secret;
 use kube::api::{Patch, PatchParams};
 use kube::runtime::controller::Action;
-use kube::runtime::events::{Event, EventType};
 use kube::runtime::finalizer::{self, finalizer};
 use kube::{Api, Resource, ResourceExt};
-use serde_json::{Value, json};
+use serde_json::json;
 use tracing::{debug, info, warn};
 
 use super::context::Context;
 use super::error::Error;
-use super::key_source::{read_key, validate_spec, verify_key};
-use super::rollout::{self, content::content};
+use super::finding::Reason;
+use super::key_source::{KeyOutcome, read_key, validate_spec, verify_key};
+use super::rollout::{self, Targets, content::content};
 use super::seats;
-use super::status::{self, EventKind, KeyOutcome, Outcome, WAKE_MARGIN};
-use crate::api::v1alpha1::{License, LicenseStatus};
+use super::status::{self, Outcome, WAKE_MARGIN};
+use crate::api::v1alpha1::{License, LicenseState, LicenseStatus};
 use crate::license::humanize::friendly_between;
 
 pub const FINALIZER: &str = "keyward.dev/cleanup";
+
+/// The field manager that owns `.status` (server-side apply).
+pub const FIELD_MANAGER: &str = "keyward";
 
 pub async fn reconcile(license: Arc<License>, ctx: Arc<Context>) -> Result<Action, Error> {
     let started = Instant::now();
@@ -49,69 +53,133 @@ pub fn error_policy(_license: Arc<License>, error: &Error, ctx: Arc<Context>) ->
 
 async fn apply(license: &License, namespace: &str, ctx: &Context) -> Result<Action, Error> {
     let name = license.name_any();
-    ctx.secret_index.set(namespace, &name, &license.spec.secret_ref.name);
-    match license.spec.seats.as_ref().and_then(|s| s.reported_by.as_ref()) {
-        Some(report) => ctx.usage_index.set(namespace, &name, &report.config_map_ref.name),
-        None => ctx.usage_index.remove(namespace, &name),
-    }
+    remember_references(license, namespace, &name, ctx);
     let now = Timestamp::now();
-    let (key, token) = match validate_spec(&license.spec) {
-        Err(refusal) => (KeyOutcome::Refused(refusal), None),
-        Ok(()) => {
-            let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), namespace);
-            match read_key(&secrets, &license.spec).await? {
-                Ok(token) => (
-                    verify_key(&token, &ctx.trust.current(), &license.spec.product, now),
-                    Some(token),
-                ),
-                Err(refusal) => (KeyOutcome::Refused(refusal), None),
-            }
-        }
-    };
+    let (key, token) = read_and_verify(license, namespace, ctx, now).await?;
     let prev = license.status.as_ref();
     let mut outcome = status::evaluate(prev, &key, &ctx.settings.policy, license.meta().generation, now);
     log_outcome(namespace, &name, prev, &outcome, &key, now);
 
     let targets = rollout::resolve(&ctx.client, license, &ctx.settings.rollout).await?;
-    let usage = seats::measure(&ctx.client, license, &targets).await?;
-    let seat_events = status::with_seats(&mut outcome.status, prev, usage, now);
-    outcome.events.extend(seat_events);
+    measure_seats(license, namespace, &name, &targets, &mut outcome, ctx, now).await?;
+    roll_out(
+        license,
+        namespace,
+        &name,
+        &targets,
+        &key,
+        token.as_deref(),
+        &mut outcome,
+        ctx,
+        now,
+    )
+    .await?;
+
+    if prev != Some(&outcome.status) {
+        write_status(license, namespace, &outcome.status, ctx).await?;
+    }
+    // Events only after the status that records them is written, so a retry cannot repeat them.
+    ctx.events.publish(license, &outcome.events).await;
+
+    let state = outcome.status.state.unwrap_or(LicenseState::Pending);
+    let expires = outcome.status.expires_at.as_deref().and_then(|t| t.parse().ok());
+    ctx.metrics.license(namespace, &name, state, expires);
+    Ok(sleep_until(outcome.wake_at))
+}
+
+/// The watch triggers find this License from its key Secret and usage report through these.
+fn remember_references(license: &License, namespace: &str, name: &str, ctx: &Context) {
+    ctx.secret_index.set(namespace, name, &license.spec.secret_ref.name);
+    match license.spec.seats.as_ref().and_then(|s| s.reported_by.as_ref()) {
+        Some(report) => ctx.usage_index.set(namespace, name, &report.config_map_ref.name),
+        None => ctx.usage_index.remove(namespace, name),
+    }
+}
+
+async fn read_and_verify(
+    license: &License,
+    namespace: &str,
+    ctx: &Context,
+    now: Timestamp,
+) -> Result<(KeyOutcome, Option<Vec<u8>>), Error> {
+    if let Err(refusal) = validate_spec(&license.spec) {
+        return Ok((KeyOutcome::Refused(refusal), None));
+    }
+    let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), namespace);
+    Ok(match read_key(&secrets, &license.spec).await? {
+        Ok(token) => (
+            verify_key(&token, &ctx.trust.current(), &license.spec.product, now),
+            Some(token),
+        ),
+        Err(refusal) => (KeyOutcome::Refused(refusal), None),
+    })
+}
+
+async fn measure_seats(
+    license: &License,
+    namespace: &str,
+    name: &str,
+    targets: &Targets,
+    outcome: &mut Outcome,
+    ctx: &Context,
+    now: Timestamp,
+) -> Result<(), Error> {
+    let usage = seats::measure(&ctx.client, license, targets).await?;
+    let events = status::with_seats(&mut outcome.status, license.status.as_ref(), usage, now);
+    outcome.events.extend(events);
     let seats = outcome.status.seats.as_ref();
     ctx.metrics.seats(
         namespace,
-        &name,
+        name,
         seats.and_then(|s| s.entitled),
         seats.and_then(|s| s.used),
     );
+    Ok(())
+}
 
+#[allow(clippy::too_many_arguments)]
+async fn roll_out(
+    license: &License,
+    namespace: &str,
+    name: &str,
+    targets: &Targets,
+    key: &KeyOutcome,
+    token: Option<&[u8]>,
+    outcome: &mut Outcome,
+    ctx: &Context,
+    now: Timestamp,
+) -> Result<(), Error> {
     // Only a verified key is ever rolled out; without one, targets keep the last good content.
-    let rolled = match (&key, &token) {
+    let rolled = match (key, token) {
         (KeyOutcome::Verified(verified), Some(token)) => Some(content(token, verified, &outcome.status)),
         _ => None,
     };
-    let rollout = rollout::roll_out(&ctx.client, license, &targets, rolled.as_ref(), &ctx.settings.rollout).await?;
+    let settings = &ctx.settings.rollout;
+    let summary = rollout::roll_out(&ctx.client, license, targets, rolled.as_ref(), settings).await?;
     ctx.metrics
-        .rollout(namespace, &name, rollout.as_ref().map(|r| r.rolled_out));
-    let rollout_events = status::with_rollout(&mut outcome.status, prev, rollout, now);
-    outcome.events.extend(rollout_events);
+        .rollout(namespace, name, summary.as_ref().map(|r| r.rolled_out()));
+    let events = status::with_rollout(&mut outcome.status, license.status.as_ref(), summary, now);
+    outcome.events.extend(events);
+    Ok(())
+}
 
-    if prev != Some(&outcome.status) {
-        let api: Api<License> = Api::namespaced(ctx.client.clone(), namespace);
-        let patch = status_patch(prev, &outcome.status);
-        api.patch_status(&name, &PatchParams::default(), &Patch::Merge(&patch))
-            .await?;
-    }
-    // Events only after the status that records them is written, so a retry cannot repeat them.
-    publish_events(license, &outcome, ctx).await;
+/// Server-side apply of the whole status by the `keyward` field manager: a field the new status
+/// no longer has is removed because the manager stops applying it.
+async fn write_status(license: &License, namespace: &str, status: &LicenseStatus, ctx: &Context) -> Result<(), Error> {
+    let api: Api<License> = Api::namespaced(ctx.client.clone(), namespace);
+    let patch = json!({
+        "apiVersion": License::api_version(&()),
+        "kind": License::kind(&()),
+        "status": status,
+    });
+    let params = PatchParams::apply(FIELD_MANAGER).force();
+    api.patch_status(&license.name_any(), &params, &Patch::Apply(&patch))
+        .await?;
+    Ok(())
+}
 
-    let state = outcome
-        .status
-        .state
-        .unwrap_or(crate::api::v1alpha1::LicenseState::Pending);
-    let expires = outcome.status.expires_at.as_deref().and_then(|t| t.parse().ok());
-    ctx.metrics.license(namespace, &name, state, expires);
-
-    Ok(match outcome.wake_at {
+fn sleep_until(wake_at: Option<Timestamp>) -> Action {
+    match wake_at {
         Some(at) => Action::requeue(
             at.duration_since(Timestamp::now())
                 .checked_add(WAKE_MARGIN)
@@ -119,7 +187,7 @@ async fn apply(license: &License, namespace: &str, ctx: &Context) -> Result<Acti
                 .unsigned_abs(),
         ),
         None => Action::await_change(),
-    })
+    }
 }
 
 async fn cleanup(license: &License, namespace: &str, ctx: &Context) -> Result<Action, Error> {
@@ -132,19 +200,6 @@ async fn cleanup(license: &License, namespace: &str, ctx: &Context) -> Result<Ac
     Ok(Action::await_change())
 }
 
-/// A merge patch that sets the new status and explicitly removes fields it no longer has.
-fn status_patch(prev: Option<&LicenseStatus>, new: &LicenseStatus) -> Value {
-    let mut status = serde_json::to_value(new).expect("status serializes");
-    if let (Some(prev), Value::Object(map)) = (prev.map(serde_json::to_value), &mut status)
-        && let Ok(Value::Object(old)) = prev
-    {
-        for key in old.keys() {
-            map.entry(key.clone()).or_insert(Value::Null);
-        }
-    }
-    json!({ "status": status })
-}
-
 fn log_outcome(
     namespace: &str,
     name: &str,
@@ -153,45 +208,34 @@ fn log_outcome(
     key: &KeyOutcome,
     now: Timestamp,
 ) {
-    let changed =
-        prev.map(|p| (&p.state, &p.key_fingerprint)) != Some((&outcome.status.state, &outcome.status.key_fingerprint));
+    let new = &outcome.status;
+    let changed = prev.map(|p| (&p.state, &p.key_fingerprint)) != Some((&new.state, &new.key_fingerprint));
+    let state = new.state.map(|s| s.to_string()).unwrap_or_default();
     match key {
         KeyOutcome::Verified(license) => {
             let c = &license.claims;
             let remaining = c
                 .expires_at()
                 .map_or("perpetual".to_string(), |e| friendly_between(now, e));
+            if !changed {
+                return debug!(namespace, license = name, state, remaining, "license unchanged");
+            }
             let expires_at = c.expires_at().map_or("never".to_string(), |e| e.to_string());
-            let state = outcome.status.state.map(|s| s.to_string()).unwrap_or_default();
-            if changed {
-                info!(namespace, license = name, licensee = %c.sub, tier = c.tier.as_deref().unwrap_or("-"), expires_at, remaining, state, fingerprint = %license.fingerprint, "license validated");
-            } else {
-                debug!(namespace, license = name, state, remaining, "license unchanged");
-            }
+            let tier = c.tier.as_deref().unwrap_or("-");
+            info!(namespace, license = name, licensee = %c.sub, tier, expires_at, remaining, state,
+                fingerprint = %license.fingerprint, "license validated");
         }
-        KeyOutcome::Refused(r) => {
-            if changed {
-                warn!(namespace, license = name, reason = %r.reason, message = %r.message, fingerprint = r.fingerprint.as_deref().unwrap_or("-"), "license key refused");
-            }
+        KeyOutcome::Refused(r) if changed => {
+            let fingerprint = r.fingerprint.as_deref().unwrap_or("-");
+            warn!(
+                namespace,
+                license = name,
+                reason = r.reason().as_str(),
+                message = r.message(),
+                fingerprint,
+                "license key refused"
+            );
         }
-    }
-}
-
-async fn publish_events(license: &License, outcome: &Outcome, ctx: &Context) {
-    let reference = license.object_ref(&());
-    for planned in &outcome.events {
-        let event = Event {
-            type_: match planned.kind {
-                EventKind::Normal => EventType::Normal,
-                EventKind::Warning => EventType::Warning,
-            },
-            reason: planned.reason.clone(),
-            note: Some(planned.note.clone()),
-            action: planned.action.to_string(),
-            secondary: None,
-        };
-        if let Err(e) = ctx.recorder.publish(&event, &reference).await {
-            warn!(error = %e, reason = %planned.reason, "could not publish event");
-        }
+        KeyOutcome::Refused(_) => {}
     }
 }

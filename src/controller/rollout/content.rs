@@ -54,28 +54,3 @@ pub fn content(raw_token: &[u8], license: &VerifiedLicense, status: &LicenseStat
         revision,
     }
 }
-
-/// May a License in `license_ns` write a Secret into `target_ns`? Only into its own namespace,
-/// unless it lives in the operator's namespace (administrators only) or the operator allows it.
-pub fn target_allowed(
-    license_ns: &str,
-    target_ns: &str,
-    operator_ns: Option<&str>,
-    allow_cross_namespace: bool,
-) -> bool {
-    license_ns == target_ns || allow_cross_namespace || operator_ns == Some(license_ns)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn cross_namespace_rule() {
-        assert!(target_allowed("team-a", "team-a", Some("keyward"), false));
-        assert!(!target_allowed("team-a", "team-b", Some("keyward"), false));
-        assert!(!target_allowed("team-a", "team-b", None, false));
-        assert!(target_allowed("keyward", "team-b", Some("keyward"), false));
-        assert!(target_allowed("team-a", "team-b", Some("keyward"), true));
-    }
-}

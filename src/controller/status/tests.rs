@@ -2,7 +2,22 @@ use std::collections::BTreeMap;
 
 use jiff::{SignedDuration, Timestamp};
 
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
+
 use super::*;
+use crate::api::v1alpha1::{LicenseState, LicenseStatus};
+use crate::controller::finding::{Finding, Reason};
+use crate::controller::key_source::{KeyReason, Refusal};
+use crate::controller::seats::{SeatReason, SeatUsage};
+use crate::license::{DEFAULT_LEEWAY, VerifiedLicense};
+
+// The API's condition types, spelled out: the typed ones must serialise to exactly these.
+const READY: &str = "Ready";
+const VALID: &str = "Valid";
+const EXPIRING: &str = "Expiring";
+const IN_GRACE: &str = "InGrace";
+const READ_ONLY: &str = "ReadOnly";
+const WITHIN_SEATS: &str = "WithinSeats";
 use crate::license::keys::signing_key_from_seed;
 use crate::license::{Claims, ExtraClaims, Format, KeySet, TrustedKey, VerifyOptions, issue, verify};
 
@@ -51,9 +66,12 @@ fn ok(l: VerifiedLicense) -> KeyOutcome {
 }
 
 fn refusal(reason: &str) -> KeyOutcome {
+    let typed = *KeyReason::ALL
+        .iter()
+        .find(|r| r.as_str() == reason)
+        .expect("a KeyReason spells it");
     KeyOutcome::Refused(Refusal {
-        reason: reason.into(),
-        message: format!("{reason} happened"),
+        finding: Finding::new(typed, format!("{reason} happened")),
         fingerprint: Some("sha256:bad".into()),
         not_before: None,
     })
@@ -228,8 +246,7 @@ fn rotation_to_another_valid_key_is_announced() {
 fn not_yet_valid_is_pending_and_wakes_at_the_start() {
     let not_before = ts(ISSUED + 3600);
     let key = KeyOutcome::Refused(Refusal {
-        reason: "NotYetValid".into(),
-        message: "later".into(),
+        finding: Finding::new(KeyReason::NotYetValid, "later"),
         fingerprint: None,
         not_before: Some(not_before),
     });
@@ -277,7 +294,7 @@ fn seats_within_over_and_back_with_one_event_each_way() {
     assert_eq!(condition(&over, WITHIN_SEATS).message, "12 seats used of 10");
     assert_eq!(events.len(), 1);
     assert_eq!(
-        (events[0].kind, events[0].reason.as_str()),
+        (events[0].kind, events[0].reason),
         (EventKind::Warning, "SeatsExceeded")
     );
     assert_eq!(
@@ -292,7 +309,7 @@ fn seats_within_over_and_back_with_one_event_each_way() {
     assert_eq!(still, over);
     let mut back = run(Some(&still), &key, ts(ISSUED + 40)).status;
     let events = with_seats(&mut back, Some(&still), measured(10), ts(ISSUED + 40));
-    assert_eq!((events.len(), events[0].reason.as_str()), (1, "WithinSeats"));
+    assert_eq!((events.len(), events[0].reason), (1, "WithinSeats"));
     assert_ne!(back.seats.as_ref().unwrap().measured_at, measured_at);
 }
 
@@ -310,10 +327,7 @@ fn unlimited_keys_never_flip() {
 fn an_unreadable_report_is_a_reason_not_a_crash() {
     let key = ok(license(1, Some(EXP)));
     let mut s = run(None, &key, ts(ISSUED)).status;
-    let usage = SeatUsage::Unavailable {
-        reason: "SeatsReportInvalid".into(),
-        message: "not JSON".into(),
-    };
+    let usage = SeatUsage::Unavailable(Finding::new(SeatReason::SeatsReportInvalid, "not JSON"));
     assert!(with_seats(&mut s, None, Some(usage), ts(ISSUED)).is_empty());
     assert_eq!(
         (

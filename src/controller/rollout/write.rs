@@ -1,0 +1,157 @@
+//! Writing one target Secret and nudging the Pods that mount it.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::ByteString;
+use k8s_openapi::api::core::v1::{Pod, Secret};
+use kube::api::{ListParams, ObjectMeta, Patch, PatchParams, PostParams};
+use kube::{Api, Client, ResourceExt};
+use serde_json::json;
+use tracing::{info, warn};
+
+use super::content::Content;
+use super::targets::{Wanted, target_allowed};
+use super::{
+    MANAGED_BY, MANAGED_BY_LABEL, OWNER_ANNOTATION, OWNER_UID_LABEL, REVISION_ANNOTATION, RolloutReason,
+    RolloutSettings, owner_of,
+};
+use crate::api::v1alpha1::License;
+
+/// What happened to one target: the Pods carrying the revision when written, or why not.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TargetOutcome {
+    pub wanted: Wanted,
+    pub result: Result<Option<u32>, RolloutReason>,
+}
+
+fn managed_secret(license: &License, w: &Wanted, content: &Content) -> Secret {
+    let owner = format!("{}/{}", license.namespace().unwrap_or_default(), license.name_any());
+    Secret {
+        metadata: ObjectMeta {
+            name: Some(w.secret_name.clone()),
+            namespace: Some(w.namespace.clone()),
+            labels: Some(BTreeMap::from([
+                (MANAGED_BY_LABEL.into(), MANAGED_BY.into()),
+                (OWNER_UID_LABEL.into(), license.uid().unwrap_or_default()),
+            ])),
+            annotations: Some(BTreeMap::from([
+                (OWNER_ANNOTATION.into(), owner),
+                (REVISION_ANNOTATION.into(), content.revision.clone()),
+            ])),
+            ..ObjectMeta::default()
+        },
+        type_: Some("Opaque".into()),
+        data: Some(
+            content
+                .data
+                .iter()
+                .map(|(k, v)| (k.clone(), ByteString(v.clone())))
+                .collect(),
+        ),
+        ..Secret::default()
+    }
+}
+
+enum Written {
+    UpToDate,
+    Changed,
+    Conflict,
+}
+
+async fn write_target(
+    client: &Client,
+    license: &License,
+    w: &Wanted,
+    content: &Content,
+) -> Result<Written, kube::Error> {
+    let api: Api<Secret> = Api::namespaced(client.clone(), &w.namespace);
+    let mut desired = managed_secret(license, w, content);
+    let Some(existing) = api.get_opt(&w.secret_name).await? else {
+        api.create(&PostParams::default(), &desired).await?;
+        return Ok(Written::Changed);
+    };
+    let uid = existing.labels().get(OWNER_UID_LABEL).cloned();
+    if owner_of(&existing.metadata).is_none() || uid != license.uid() {
+        return Ok(Written::Conflict);
+    }
+    let same_data = existing.data == desired.data;
+    let same_revision = existing.annotations().get(REVISION_ANNOTATION) == Some(&content.revision);
+    if same_data && same_revision {
+        return Ok(Written::UpToDate);
+    }
+    // Replace with the resourceVersion read: a concurrent writer makes this fail and retry.
+    desired.metadata.resource_version = existing.metadata.resource_version;
+    api.replace(&w.secret_name, &PostParams::default(), &desired).await?;
+    Ok(Written::Changed)
+}
+
+/// Annotates matching running Pods with the revision; returns how many carry it.
+async fn nudge_pods(client: &Client, namespace: &str, selector: &str, revision: &str) -> Result<u32, kube::Error> {
+    let pods: Api<Pod> = Api::namespaced(client.clone(), namespace);
+    let mut at_revision = 0;
+    for pod in pods.list(&ListParams::default().labels(selector)).await? {
+        let phase = pod
+            .status
+            .as_ref()
+            .and_then(|s| s.phase.as_deref())
+            .unwrap_or("Pending");
+        if matches!(phase, "Succeeded" | "Failed") || pod.metadata.deletion_timestamp.is_some() {
+            continue;
+        }
+        if pod.annotations().get(REVISION_ANNOTATION).map(String::as_str) != Some(revision) {
+            let patch = json!({"metadata": {"annotations": {REVISION_ANNOTATION: revision}}});
+            pods.patch(&pod.name_any(), &PatchParams::default(), &Patch::Merge(&patch))
+                .await?;
+        }
+        at_revision += 1;
+    }
+    Ok(at_revision)
+}
+
+/// Writes one target (if the License may) and nudges its Pods.
+pub async fn roll_out_target(
+    client: &Client,
+    license: &License,
+    wanted: Wanted,
+    content: &Content,
+    settings: &RolloutSettings,
+) -> TargetOutcome {
+    let own = license.namespace().unwrap_or_default();
+    let result = if !target_allowed(&own, &wanted.namespace, settings) {
+        Err(RolloutReason::TargetNotAllowed)
+    } else {
+        write_and_nudge(client, license, &wanted, content).await
+    };
+    TargetOutcome { wanted, result }
+}
+
+async fn write_and_nudge(
+    client: &Client,
+    license: &License,
+    w: &Wanted,
+    content: &Content,
+) -> Result<Option<u32>, RolloutReason> {
+    match write_target(client, license, w, content).await {
+        Ok(Written::Conflict) => Err(RolloutReason::TargetConflict),
+        Ok(written) => {
+            if matches!(written, Written::Changed) {
+                info!(namespace = %w.namespace, secret = %w.secret_name, revision = %content.revision,
+                    "target Secret updated");
+            }
+            let Some(selector) = &w.pod_selector else {
+                return Ok(None);
+            };
+            match nudge_pods(client, &w.namespace, selector, &content.revision).await {
+                Ok(n) => Ok(Some(n)),
+                Err(e) => {
+                    warn!(namespace = %w.namespace, error = %e, "could not annotate Pods");
+                    Ok(None)
+                }
+            }
+        }
+        Err(e) => {
+            warn!(namespace = %w.namespace, secret = %w.secret_name, error = %e, "could not write target Secret");
+            Err(RolloutReason::WriteFailed)
+        }
+    }
+}

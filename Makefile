@@ -3,7 +3,7 @@ SHELL := /bin/bash
 CARGO ?= cargo
 export PATH := $(CURDIR)/bin:$(PATH)
 
-.PHONY: help tools build test lint unit integration bench bench-operator demo image install-plugin fuzz crds image clean envtest-start envtest-stop
+.PHONY: help tools build test lint unit integration bench bench-operator demo image install-plugin fuzz crds clean envtest-start envtest-stop
 
 help: ## Show this help
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
@@ -20,6 +20,19 @@ lint: ## cargo fmt --check and clippy -D warnings
 
 unit: ## Unit and property tests of the pure core (no cluster)
 	$(CARGO) test --locked --lib --bins
+
+integration: tools ## Integration tests only, on a real API server
+	$(CARGO) test --locked --tests
+
+crds: ## Regenerate crds/ and the chart's copy from the Rust types
+	$(CARGO) run --quiet --locked -- crd > crds/licenses.keyward.dev.yaml
+	cp crds/licenses.keyward.dev.yaml charts/keyward/crds/licenses.keyward.dev.yaml
+
+envtest-start: tools ## Start a local kube-apiserver + etcd in .envtest/ (KUBECONFIG=.envtest/kubeconfig)
+	@hack/envtest.sh start
+
+envtest-stop: ## Stop the control plane started by envtest-start
+	@hack/envtest.sh stop
 
 test: tools lint ## Everything: lint, unit, property and integration tests on a real API server
 	$(CARGO) test --locked --all-targets

@@ -9,6 +9,7 @@
 //! The Secret must be mounted as a volume (not with `subPath`, not as an environment variable):
 //! only a whole-volume mount is updated in place by the kubelet.
 
+use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -44,7 +45,8 @@ fn check(bytes: &[u8], keys: &KeySet, product: &str) {
             let state = Timeline::new(c, &Policy::default().for_claims(c)).evaluate(now).state;
             let remaining = c.expires_at().map_or("perpetual".into(), |e| friendly_between(now, e));
             let expires_at = c.expires_at().map_or("never".into(), |e| e.to_string());
-            tracing::info!(licensee = %c.sub, tier = c.tier.as_deref().unwrap_or("-"), %expires_at, %remaining, %state, "license validated");
+            let tier = c.tier.as_deref().unwrap_or("-");
+            tracing::info!(licensee = %c.sub, tier, %expires_at, %remaining, %state, "license validated");
         }
         // The previous license stays in force: a bad file never downgrades a running workload.
         Err(e) => tracing::warn!(reason = e.reason(), error = %e, "license key refused; keeping the current license"),
@@ -53,10 +55,16 @@ fn check(bytes: &[u8], keys: &KeySet, product: &str) {
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> anyhow::Result<()> {
-    tracing_subscriber::fmt().with_target(false).init();
+    // Colour only on a terminal: under Kubernetes stdout is a log file read by `kubectl logs`.
+    tracing_subscriber::fmt()
+        .with_target(false)
+        .with_ansi(std::io::stdout().is_terminal())
+        .init();
     let args = Args::parse();
     let mut keys = KeySet::new();
-    keys.insert(keyfiles::read_public_key(&args.public_key, None)?)?;
+    for key in keyfiles::read_public_keys(&args.public_key, keyfiles::Naming::default())? {
+        keys.insert(key)?;
+    }
     let mut current = std::fs::read(&args.license_file)?;
     check(&current, &keys, &args.product);
     let mut changes = 0;

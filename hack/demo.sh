@@ -10,6 +10,8 @@ export PATH=$ROOT/bin:$PATH
 
 step() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
 run() { printf '$ %s\n' "$*" >&2; "$@"; }
+# A pipeline, shown as the user would type it.
+pipe() { printf '$ %s\n' "$1" >&2; bash -c "$1"; }
 
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/keyward-demo.XXXXXX")
 OPERATOR_PID=""
@@ -65,13 +67,13 @@ run kubectl get licenses
 run kubectl get licenses -o wide
 echo
 echo "The workload's Secret holds the verified key and its state:"
-run sh -c "kubectl get secret zizq-license -o jsonpath='{.data.license\.json}' | base64 -d"
+pipe "kubectl get secret zizq-license -o jsonpath='{.data.license\.json}' | base64 -d"
 run "$KEYWARD" status zizq
 
 step "Renewal: the vendor issues a two-year enterprise key; the Secret is updated in place"
 "$KEYWARD" issue --signing-key vendor.key --kid vendor-2026 --licensee "Acme Corp" --product zizq \
   --valid-for 2y --tier enterprise --features queues,sso,audit --seats 100 >renewed.lic
-run sh -c "kubectl create secret generic acme-license --from-file=license=renewed.lic --dry-run=client -o yaml | kubectl apply -f - >/dev/null"
+pipe "kubectl create secret generic acme-license --from-file=license=renewed.lic --dry-run=client -o yaml | kubectl apply -f - >/dev/null"
 wait_for '{.status.tier}' enterprise
 run kubectl get licenses -o wide
 echo "rolled out: $(kubectl get secret zizq-license -o jsonpath='{.data.license\.json}' | base64 -d | grep -E '"tier"')"
@@ -81,7 +83,7 @@ step "A bad key: a tampered license is refused and never rolled out"
 t=$(tr -d '\n' <renewed.lic); i=$((${#t} - 20)); c=${t:$i:1}
 if [ "$c" = A ]; then r=B; else r=A; fi
 printf '%s%s%s' "${t:0:$i}" "$r" "${t:$((i + 1))}" >tampered.lic
-run sh -c "kubectl create secret generic acme-license --from-file=license=tampered.lic --dry-run=client -o yaml | kubectl apply -f - >/dev/null"
+pipe "kubectl create secret generic acme-license --from-file=license=tampered.lic --dry-run=client -o yaml | kubectl apply -f - >/dev/null"
 wait_for '{.status.state}' Invalid
 run kubectl get licenses
 echo "Valid condition: $(kubectl get license zizq -o jsonpath='{.status.conditions[?(@.type=="Valid")].reason}: {.status.conditions[?(@.type=="Valid")].message}')"

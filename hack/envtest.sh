@@ -2,11 +2,14 @@
 # A real kube-apiserver + etcd on loopback, for tests and the demo.
 #
 #   hack/envtest.sh tools          install or locate kube-apiserver, etcd, kubectl, helm; print their paths
-#   hack/envtest.sh start DIR [--owner-pid PID]
-#                                  start a fresh control plane whose state lives in DIR; print DIR/kubeconfig.
+#   hack/envtest.sh start [DIR] [--owner-pid PID]
+#                                  start a fresh control plane whose state lives in DIR (default
+#                                  .envtest in the repository); print DIR/kubeconfig.
 #                                  With --owner-pid, the control plane stops by itself once PID exits,
 #                                  so a crashed test run never leaves processes behind.
-#   hack/envtest.sh stop DIR       stop exactly the processes that `start DIR` started
+#   hack/envtest.sh stop [DIR]     stop exactly the processes that `start DIR` started
+#   hack/envtest.sh jose-python    install or locate a Python with joserfc (the independent JOSE
+#                                  implementation the interop tests check against); print its path
 #   hack/envtest.sh stop-apiserver DIR | start-apiserver DIR | stop-etcd DIR | start-etcd DIR
 #                                  fault injection for the reliability tests
 #
@@ -130,6 +133,23 @@ EOF
   echo "$dir"
 }
 
+JOSERFC_VERSION=1.8.0
+
+# A virtualenv with joserfc from PyPI, used only by the interop tests.
+find_jose_python() {
+  local venv=$CACHE/joserfc-$JOSERFC_VERSION
+  if [ -x "$venv/bin/python" ] && "$venv/bin/python" -c 'import joserfc' 2>/dev/null; then
+    echo "$venv/bin/python"; return
+  fi
+  log "installing joserfc $JOSERFC_VERSION from PyPI for the interop tests"
+  python3 -m venv "$venv.tmp" >&2 || { apt_install python3-venv; python3 -m venv "$venv.tmp" >&2; }
+  "$venv.tmp/bin/pip" install --quiet --disable-pip-version-check "joserfc==$JOSERFC_VERSION" >&2
+  rm -rf "$venv"
+  mv "$venv.tmp" "$venv"
+  # A moved virtualenv's scripts name the old path; the interpreter itself works from anywhere.
+  echo "$venv/bin/python"
+}
+
 find_kubectl() {
   if [ -n "${KUBECTL_BIN:-}" ]; then echo "$KUBECTL_BIN"; return; fi
   if [ -x "$ROOT/bin/kubectl" ]; then echo "$ROOT/bin/kubectl"; return; fi
@@ -139,7 +159,7 @@ find_kubectl() {
 
 cmd_tools() {
   mkdir -p "$CACHE" "$ROOT/bin"
-  apt_install openssl curl ca-certificates
+  apt_install openssl curl ca-certificates strace lua5.1 lua-cjson
   local apiserver etcd layer
   apiserver=$(find_apiserver)
   etcd=$(find_etcd)
@@ -153,6 +173,7 @@ cmd_tools() {
       ln -sf "$(command -v kubectl)" "$ROOT/bin/kubectl"
     fi
   fi
+  find_jose_python >/dev/null
   [ -n "${KUBECTL_BIN:-}" ] && ln -sf "$KUBECTL_BIN" "$ROOT/bin/kubectl"
   [ -n "${HELM_BIN:-}" ] && ln -sf "$HELM_BIN" "$ROOT/bin/helm"
   printf 'kube-apiserver %s\netcd %s\nkubectl %s\nhelm %s\n' "$apiserver" "$etcd" "$ROOT/bin/kubectl" "$ROOT/bin/helm"
@@ -265,8 +286,11 @@ stop_pidfile() {
   rm -f "$f"
 }
 
+DEFAULT_DIR=$ROOT/.envtest
+
 cmd_start() {
-  local d=${1:?usage: envtest.sh start DIR [--owner-pid PID]}; shift
+  local d=$DEFAULT_DIR
+  if [ -n "${1:-}" ] && [ "$1" != --owner-pid ]; then d=$1; shift; fi
   local owner=""
   if [ "${1:-}" = --owner-pid ]; then owner=${2:?--owner-pid needs a pid}; fi
   mkdir -p "$d/certs"
@@ -297,10 +321,15 @@ cmd_start() {
     echo $! >"$d/watchdog.pid"
   fi
   echo "$d/kubeconfig"
+  if [ -z "$owner" ]; then
+    log "control plane running; use it with:"
+    log "  export KUBECONFIG=$d/kubeconfig"
+    log "stop it with: hack/envtest.sh stop $d"
+  fi
 }
 
 cmd_stop() {
-  local d=${1:?usage: envtest.sh stop DIR}
+  local d=${1:-$DEFAULT_DIR}
   [ -d "$d" ] || return 0
   stop_pidfile "$d/apiserver.pid"
   stop_pidfile "$d/etcd.pid"
@@ -317,5 +346,6 @@ case "${1:-}" in
   stop-etcd) stop_pidfile "${2:?DIR}/etcd.pid" ;;
   start-etcd) start_etcd "${2:?DIR}" ;;
   kubectl-path) find_kubectl ;;
+  jose-python) mkdir -p "$CACHE"; find_jose_python ;;
   *) sed -n '2,20p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 2 ;;
 esac

@@ -11,22 +11,28 @@ use crate::license::{KeySet, TrustedKey};
 
 #[derive(Debug, thiserror::Error)]
 pub enum KeyFileError {
-    #[error("cannot read {path}: {source}")]
-    Read { path: PathBuf, source: std::io::Error },
-    #[error("cannot write {path}: {source}")]
-    Write { path: PathBuf, source: std::io::Error },
-    #[error("{path}: {source}")]
-    Key { path: PathBuf, source: KeyError },
-    #[error("{path}: a trusted key file is at most 16 KiB")]
+    // The cause is part of the message and deliberately not a `source`: logged with `%e` the
+    // message is complete, and printed as a chain (`{:#}`) it appears once.
+    #[error("cannot read {}: {cause}", path.display())]
+    Read { path: PathBuf, cause: std::io::Error },
+    #[error("cannot write {}: {cause}", path.display())]
+    Write { path: PathBuf, cause: std::io::Error },
+    #[error("{}: {cause}", path.display())]
+    Key { path: PathBuf, cause: KeyError },
+    #[error("{}: not a key file: it is not UTF-8 text", path.display())]
+    NotText { path: PathBuf },
+    #[error("{}: a key id names one key, but the file holds {found}", path.display())]
+    OneKeyExpected { path: PathBuf, found: usize },
+    #[error("{}: a key file is at most 16 KiB", path.display())]
     TooLarge { path: PathBuf },
 }
 
 const MAX_KEY_FILE: u64 = 16 * 1024;
 
 fn read_small(path: &Path) -> Result<String, KeyFileError> {
-    let read_err = |source| KeyFileError::Read {
+    let read_err = |cause| KeyFileError::Read {
         path: path.to_path_buf(),
-        source,
+        cause,
     };
     let meta = fs::metadata(path).map_err(read_err)?;
     if meta.len() > MAX_KEY_FILE {
@@ -35,35 +41,61 @@ fn read_small(path: &Path) -> Result<String, KeyFileError> {
         });
     }
     let bytes = fs::read(path).map_err(read_err)?;
-    String::from_utf8(bytes).map_err(|_| KeyFileError::Key {
+    String::from_utf8(bytes).map_err(|_| KeyFileError::NotText {
         path: path.to_path_buf(),
-        source: KeyError::InvalidPublicKey("the file is not text".into()),
     })
 }
 
 pub fn read_signing_key(path: &Path) -> Result<SigningKey, KeyFileError> {
     let text = zeroize::Zeroizing::new(read_small(path)?);
-    keys::signing_key_from_pem(&text).map_err(|source| KeyFileError::Key {
+    keys::signing_key_from_pem(&text).map_err(|cause| KeyFileError::Key {
         path: path.to_path_buf(),
-        source,
+        cause,
     })
 }
 
-pub fn read_public_key(path: &Path, id: Option<&str>) -> Result<TrustedKey, KeyFileError> {
-    let key_err = |source| KeyFileError::Key {
+/// How the keys of one file are named.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Naming<'a> {
+    /// The id the user gave this file (`KID=PATH`): the file must then hold exactly one key.
+    pub explicit: Option<&'a str>,
+    /// The id of the file's only key when the key does not name itself (a trust directory's file
+    /// name); a JWK's `kid` comes first.
+    pub fallback: Option<&'a str>,
+}
+
+/// Reads the public keys of a file: one PEM or base64 key, a JWK, or a JWK Set.
+pub fn read_public_keys(path: &Path, naming: Naming) -> Result<Vec<TrustedKey>, KeyFileError> {
+    let key_err = |cause| KeyFileError::Key {
         path: path.to_path_buf(),
-        source,
+        cause,
     };
-    let key = keys::parse_public_key(&read_small(path)?).map_err(key_err)?;
-    TrustedKey::new(id, key).map_err(key_err)
+    let parsed = keys::parse_public_keys(&read_small(path)?).map_err(key_err)?;
+    if naming.explicit.is_some() && parsed.len() != 1 {
+        return Err(KeyFileError::OneKeyExpected {
+            path: path.to_path_buf(),
+            found: parsed.len(),
+        });
+    }
+    let only = parsed.len() == 1;
+    parsed
+        .into_iter()
+        .map(|k| {
+            let id = naming
+                .explicit
+                .or(k.kid.as_deref())
+                .or(naming.fallback.filter(|_| only));
+            TrustedKey::new(id, k.key).map_err(key_err)
+        })
+        .collect()
 }
 
 /// Writes `contents` to a new file readable by its owner only (0600 on Unix). Refuses to replace
 /// an existing file unless `overwrite`.
 pub fn write_private(path: &Path, contents: &[u8], overwrite: bool) -> Result<(), KeyFileError> {
-    let write_err = |source| KeyFileError::Write {
+    let write_err = |cause| KeyFileError::Write {
         path: path.to_path_buf(),
-        source,
+        cause,
     };
     let mut options = fs::OpenOptions::new();
     options.write(true);
@@ -93,9 +125,9 @@ pub fn write_private(path: &Path, contents: &[u8], overwrite: bool) -> Result<()
 }
 
 pub fn write_public(path: &Path, contents: &[u8], overwrite: bool) -> Result<(), KeyFileError> {
-    let write_err = |source| KeyFileError::Write {
+    let write_err = |cause| KeyFileError::Write {
         path: path.to_path_buf(),
-        source,
+        cause,
     };
     if !overwrite && path.exists() {
         return Err(write_err(std::io::Error::new(
@@ -106,13 +138,28 @@ pub fn write_public(path: &Path, contents: &[u8], overwrite: bool) -> Result<(),
     fs::write(path, contents).map_err(write_err)
 }
 
-/// Loads every public key in a directory: one key per file, the file name without its extension
-/// being the key id (`vendor-2026.pem` → `vendor-2026`). Hidden entries are skipped, which also
-/// skips the `..data` links of a mounted ConfigMap.
+/// Loads every public key in a directory: each file a PEM or base64 key, a JWK or a JWK Set. A key
+/// is named by its JWK `kid`, else by the file name without its extension (`vendor-2026.pem` →
+/// `vendor-2026`). Hidden entries are skipped, which also skips the `..data` links of a mounted
+/// ConfigMap.
 pub fn load_trust_dir(dir: &Path) -> Result<KeySet, KeyFileError> {
-    let read_err = |source| KeyFileError::Read {
+    let mut set = KeySet::new();
+    for path in trust_dir_files(dir)? {
+        for key in read_trust_file(&path)? {
+            set.insert(key).map_err(|cause| KeyFileError::Key {
+                path: path.clone(),
+                cause,
+            })?;
+        }
+    }
+    Ok(set)
+}
+
+/// The key files of a trust directory, sorted; hidden entries (a ConfigMap's `..data`) skipped.
+pub fn trust_dir_files(dir: &Path) -> Result<Vec<PathBuf>, KeyFileError> {
+    let read_err = |cause| KeyFileError::Read {
         path: dir.to_path_buf(),
-        source,
+        cause,
     };
     let mut paths: Vec<PathBuf> = fs::read_dir(dir)
         .map_err(read_err)?
@@ -122,16 +169,17 @@ pub fn load_trust_dir(dir: &Path) -> Result<KeySet, KeyFileError> {
         .filter(|p| p.is_file())
         .collect();
     paths.sort();
-    let mut set = KeySet::new();
-    for path in paths {
-        let id = path.file_stem().map(|s| s.to_string_lossy().into_owned());
-        let key = read_public_key(&path, id.as_deref())?;
-        set.insert(key).map_err(|source| KeyFileError::Key {
-            path: path.clone(),
-            source,
-        })?;
-    }
-    Ok(set)
+    Ok(paths)
+}
+
+/// The keys of one trust directory file, named by their JWK `kid`, else by the file name.
+pub fn read_trust_file(path: &Path) -> Result<Vec<TrustedKey>, KeyFileError> {
+    let stem = path.file_stem().map(|s| s.to_string_lossy().into_owned());
+    let naming = Naming {
+        explicit: None,
+        fallback: stem.as_deref(),
+    };
+    read_public_keys(path, naming)
 }
 
 #[cfg(test)]

@@ -367,3 +367,74 @@ fn secrets_never_reach_the_terminal_on_errors() {
     );
     assert!(!all.contains(&body), "private key material leaked: {all}");
 }
+
+/// Each cause of an error is printed once. Broken before: an I/O or key error was both in the
+/// message and its `source`, so `keyward: error:` lines repeated "No such file or directory".
+#[test]
+fn errors_state_each_cause_once() {
+    let dir = tempfile::tempdir().unwrap();
+    keygen(dir.path(), "vendor", None);
+    std::fs::write(dir.path().join("garbage.pem"), "not a key").unwrap();
+    std::fs::write(dir.path().join("binary.key"), [0xff, 0xfe, 0x00, 0x80]).unwrap();
+    std::fs::create_dir(dir.path().join("trust")).unwrap();
+    std::fs::write(dir.path().join("trust/broken.pem"), "not a key").unwrap();
+    let cases: &[(&[&str], &str)] = &[
+        (
+            &["controller", "--trusted-keys", "/nonexistent-keyward-dir"],
+            "No such file or directory",
+        ),
+        (&["controller", "--trusted-keys", "trust"], "not an Ed25519 public key"),
+        (
+            &["inspect", "x", "--public-key", "nope.pem"],
+            "No such file or directory",
+        ),
+        (
+            &["inspect", "x", "--public-key", "garbage.pem"],
+            "not an Ed25519 public key",
+        ),
+        (
+            &[
+                "issue",
+                "--signing-key",
+                "binary.key",
+                "--licensee",
+                "a",
+                "--product",
+                "b",
+                "--perpetual",
+            ],
+            "not UTF-8 text",
+        ),
+    ];
+    for (args, cause) in cases {
+        let out = keyward(args, dir.path());
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {stderr}");
+        assert_eq!(stderr.matches(cause).count(), 1, "{args:?}: {stderr}");
+        assert_eq!(stderr.lines().count(), 1, "one line: {stderr}");
+    }
+    // A non-text private key is not reported as a public key.
+    let out = keyward(cases[4].0, dir.path());
+    assert!(!String::from_utf8_lossy(&out.stderr).contains("public key"));
+}
+
+/// An expired key says how long ago it expired, not a negative "remaining".
+#[test]
+fn inspect_says_when_a_key_expired() {
+    let dir = tempfile::tempdir().unwrap();
+    keygen(dir.path(), "vendor", None);
+    let token = issue(dir.path(), &["--valid-for", "30d"]);
+    std::fs::write(dir.path().join("lic.txt"), &token).unwrap();
+    let later = (jiff::Timestamp::now() + jiff::SignedDuration::from_hours(52 * 24)).to_string();
+    let out = keyward(
+        &["inspect", "@lic.txt", "--public-key", "vendor.pub", "--at", &later],
+        dir.path(),
+    );
+    let text = stdout(&out);
+    let line = text
+        .lines()
+        .find(|l| l.starts_with("expired:"))
+        .unwrap_or_else(|| panic!("{text}"));
+    assert!(line.contains("22days") && line.ends_with(" ago"), "{line}");
+    assert!(!text.contains("remaining:") && !text.contains("-22"), "{text}");
+}

@@ -106,8 +106,7 @@ async fn crd_watch_status_and_printer_columns() {
 
 #[tokio::test]
 async fn rbac_refuses_the_non_admin_user() {
-    let Some(developer) = common::developer_client().await else {
-        eprintln!("skipped: no non-admin user on this cluster");
+    let Some(developer) = common::developer_client_or_skip("rbac_refuses_the_non_admin_user").await else {
         return;
     };
     let ns = common::TestNamespace::new("rbac").await;

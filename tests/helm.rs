@@ -7,7 +7,11 @@ use std::process::Command;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{ConfigMap, Service, ServiceAccount};
 use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, Role, RoleBinding};
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::Api;
+use kube::api::{DeleteParams, PostParams};
+use kube::runtime::wait::{await_condition, conditions};
+use serde_json::json;
 use serde_yaml_ng::Value;
 
 fn chart() -> String {
@@ -32,9 +36,15 @@ fn template(sets: &[&str]) -> Vec<Value> {
     }
     let (ok, text) = helm(&args);
     assert!(ok, "helm template {sets:?} failed:\n{text}");
+    // Every document must parse: one dropped silently could make a `find` below pass vacuously.
     text.split("\n---")
-        .filter_map(|doc| serde_yaml_ng::from_str::<Value>(doc).ok())
-        .filter(|v| v.get("kind").is_some())
+        .filter(|doc| {
+            doc.lines()
+                .any(|l| !l.trim().is_empty() && !l.trim_start().starts_with('#'))
+        })
+        .map(|doc| serde_yaml_ng::from_str::<Value>(doc).unwrap_or_else(|e| panic!("unparsable document: {e}\n{doc}")))
+        .filter(|v| !v.is_null())
+        .inspect(|v| assert!(v.get("kind").is_some(), "a rendered document without a kind: {v:?}"))
         .collect()
 }
 
@@ -167,14 +177,19 @@ fn monitoring_objects_and_trusted_keys_render_on_request() {
 
 #[test]
 fn values_are_checked_against_the_schema() {
-    for bad in [
-        "replicaCount=0",
-        "logFormat=xml",
-        "defaultGrace=two weeks",
-        "nosuchvalue=1",
+    // Each must fail for the schema's reason, naming the value: a template error would fail too.
+    for (bad, field) in [
+        ("replicaCount=0", "replicaCount"),
+        ("logFormat=xml", "logFormat"),
+        ("defaultGrace=two weeks", "defaultGrace"),
+        ("nosuchvalue=1", "nosuchvalue"),
     ] {
         let (ok, text) = helm(&["template", "kw", &chart(), "--set", bad]);
         assert!(!ok, "{bad} accepted:\n{text}");
+        assert!(
+            text.contains("values don't meet the specifications of the schema") && text.contains(field),
+            "{bad} refused for another reason:\n{text}"
+        );
     }
 }
 
@@ -199,6 +214,8 @@ async fn install_and_uninstall_on_a_real_api_server() {
         "--set",
         "replicaCount=2",
     ]);
+    let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
+    let crd_existed = crds.get_opt("licenses.keyward.dev").await.unwrap().is_some();
     let (ok, text) = helm(&args);
     assert!(ok, "helm install failed:\n{text}");
     assert!(
@@ -206,7 +223,31 @@ async fn install_and_uninstall_on_a_real_api_server() {
         "NOTES tell the user what to do next:\n{text}"
     );
 
-    common::operator::install_crd(&client).await; // established (helm installed it or it already was)
+    // The chart installs the CRD itself: nothing else applies it in this test binary.
+    if crd_existed {
+        common::skip(
+            "install_and_uninstall_on_a_real_api_server (CRD part)",
+            "the CRD existed before the install, so the chart's own CRD install cannot be observed",
+        );
+    } else {
+        let established = tokio::time::timeout(
+            std::time::Duration::from_secs(30),
+            await_condition(crds.clone(), "licenses.keyward.dev", conditions::is_crd_established()),
+        )
+        .await
+        .expect("the chart's CRD established in time")
+        .expect("watch the CRD");
+        let crd = established.expect("the chart installed the CRD");
+        // The API server fills in defaults (listKind, conversion): compare what the code decides.
+        let generated = keyward::api::crd();
+        let (installed, wanted) = (&crd.spec.versions[0], &generated.spec.versions[0]);
+        assert!(
+            installed.schema == wanted.schema
+                && installed.additional_printer_columns == wanted.additional_printer_columns
+                && crd.spec.names.plural == generated.spec.names.plural,
+            "the chart's CRD differs from the one the code generates"
+        );
+    }
     let name = format!("{release}-keyward");
     let n = ns.name.as_str();
     Api::<Deployment>::namespaced(client.clone(), n)
@@ -225,7 +266,8 @@ async fn install_and_uninstall_on_a_real_api_server() {
         .get(&format!("{name}-trusted-keys"))
         .await
         .expect("ConfigMap");
-    assert!(cm.data.unwrap().contains_key("vendor.pem"));
+    assert!(cm.data.as_ref().unwrap().contains_key("vendor.pem"));
+    tenant_cannot_touch_the_trusted_keys(&client, n, &cm, &name).await;
     Api::<ClusterRole>::all(client.clone())
         .get(&name)
         .await
@@ -261,4 +303,71 @@ async fn install_and_uninstall_on_a_real_api_server() {
             .unwrap()
             .is_none()
     );
+}
+
+/// The chart's trusted-keys ConfigMap, in the operator's namespace, is out of reach of a tenant
+/// who may author Licenses and Secrets in their own namespace, and of the operator itself (it
+/// only reads the mounted file): trust comes from the installation alone.
+async fn tenant_cannot_touch_the_trusted_keys(admin: &kube::Client, operator_ns: &str, cm: &ConfigMap, release: &str) {
+    let Some(developer) =
+        common::developer_client_or_skip("install_and_uninstall_on_a_real_api_server (tenant part)").await
+    else {
+        return;
+    };
+    let tenant = common::TestNamespace::new("tenant").await;
+    let role: Role = serde_json::from_value(json!({
+        "metadata": {"name": "license-author"},
+        "rules": [
+            {"apiGroups": ["keyward.dev"], "resources": ["licenses"], "verbs": ["get", "list", "watch", "create", "update", "patch", "delete"]},
+            {"apiGroups": [""], "resources": ["secrets", "configmaps"], "verbs": ["get", "list", "create", "update", "patch", "delete"]}
+        ]
+    }))
+    .unwrap();
+    Api::<Role>::namespaced(admin.clone(), &tenant.name)
+        .create(&PostParams::default(), &role)
+        .await
+        .unwrap();
+    let binding: RoleBinding = serde_json::from_value(json!({
+        "metadata": {"name": "license-author"},
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "license-author"},
+        "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": "developer"}]
+    }))
+    .unwrap();
+    Api::<RoleBinding>::namespaced(admin.clone(), &tenant.name)
+        .create(&PostParams::default(), &binding)
+        .await
+        .unwrap();
+    // The tenant's rights are real where they were granted: the denials below are about the
+    // operator's namespace, not a user who can do nothing at all.
+    let own: Api<ConfigMap> = Api::namespaced(developer.clone(), &tenant.name);
+    common::eventually(
+        "the tenant's Role in force",
+        std::time::Duration::from_secs(10),
+        || async { own.list(&Default::default()).await.ok().map(|_| ()) },
+    )
+    .await;
+    let forbidden = |r: Result<_, kube::Error>| matches!(r, Err(kube::Error::Api(s)) if s.code == 403);
+    let theirs: Api<ConfigMap> = Api::namespaced(developer, operator_ns);
+    let cm_name = cm.metadata.name.clone().unwrap();
+    assert!(forbidden(theirs.get(&cm_name).await.map(|_| ())));
+    assert!(forbidden(
+        theirs.replace(&cm_name, &PostParams::default(), cm).await.map(|_| ())
+    ));
+    assert!(forbidden(
+        theirs.delete(&cm_name, &DeleteParams::default()).await.map(|_| ())
+    ));
+    // What the chart's RBAC grants the operator, evaluated by the API server's authorizer.
+    let sa = format!("system:serviceaccount:{operator_ns}:{release}");
+    for verb in ["create", "update", "patch", "delete"] {
+        let answer = std::process::Command::new(common::kubectl_bin())
+            .args(common::kubeconfig_args())
+            .args(["auth", "can-i", verb, "configmaps", "-n", operator_ns, "--as", &sa])
+            .output()
+            .unwrap();
+        assert_eq!(
+            String::from_utf8_lossy(&answer.stdout).trim(),
+            "no",
+            "the operator may {verb} ConfigMaps in its own namespace"
+        );
+    }
 }

@@ -9,7 +9,7 @@ use base64::Engine;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use ed25519_dalek::Signer;
 use hmac::{Hmac, KeyInit, Mac};
-use k8s_openapi::api::core::v1::{ConfigMap, Secret};
+use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::api::events::v1::Event;
 use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
 use keyward::api::License;
@@ -150,11 +150,12 @@ async fn hostile_tokens_and_secrets_are_refused_and_never_rolled_out() {
     })
     .await;
 
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    assert!(
-        secrets.get_opt("zizq-license").await.unwrap().is_none(),
-        "nothing was ever rolled out"
-    );
+    // Every refusal above was reconciled (its status seen) before this point; a rollout would
+    // have followed within the same reconcile, so a two-second quiet window covers it.
+    common::holds_for("nothing rolled out", Duration::from_secs(2), || async {
+        secrets.get_opt("zizq-license").await.unwrap().is_none()
+    })
+    .await;
     assert!(!operator.logs().contains("panicked"));
     let peak = rss_kib(operator.pid());
     assert!(peak > 0 && peak < 128 * 1024, "operator peak RSS {peak} KiB");
@@ -194,8 +195,8 @@ fn forbidden<T: std::fmt::Debug>(r: Result<T, kube::Error>) -> bool {
 
 #[tokio::test]
 async fn a_non_admin_cannot_widen_what_keyward_does_for_them() {
-    let Some(developer) = common::developer_client().await else {
-        eprintln!("skipped: no non-admin user on this cluster");
+    let Some(developer) = common::developer_client_or_skip("a_non_admin_cannot_widen_what_keyward_does_for_them").await
+    else {
         return;
     };
     let admin = client().await;
@@ -205,12 +206,6 @@ async fn a_non_admin_cannot_widen_what_keyward_does_for_them() {
     let victim = TestNamespace::new("victim").await;
     let dev = developer_namespace(&admin).await;
     let vendor = Vendor::new("vendor-2026");
-    // The installation's trusted keys live in the operator's namespace, out of the developer's reach.
-    let keys: ConfigMap = serde_json::from_value(json!({"metadata": {"name": "trusted-keys"}, "data": {"vendor-2026.pem": public_key_to_pem(&vendor.key.verifying_key())}})).unwrap();
-    Api::<ConfigMap>::namespaced(admin.clone(), &operator_ns.name)
-        .create(&PostParams::default(), &keys)
-        .await
-        .unwrap();
     let selector = format!("keyward-test/run={run}");
     let _operator = Operator::start_cluster_wide(
         vendor.trust_dir.path(),
@@ -298,11 +293,8 @@ async fn a_non_admin_cannot_widen_what_keyward_does_for_them() {
     let exp: jiff::Timestamp = s.expires_at.as_deref().unwrap().parse().unwrap();
     let grace_ends: jiff::Timestamp = s.grace_ends_at.as_deref().unwrap().parse().unwrap();
     assert_eq!(grace_ends.duration_since(exp).as_secs(), 86_400);
-    // The trusted keys cannot be changed by the developer.
-    let cms: Api<ConfigMap> = Api::namespaced(developer.clone(), &operator_ns.name);
-    assert!(forbidden(cms.get("trusted-keys").await));
-    assert!(forbidden(cms.delete("trusted-keys", &DeleteParams::default()).await));
-    assert!(forbidden(cms.create(&PostParams::default(), &keys).await));
+    // That the installation's trusted keys are out of a tenant's reach is tested on the chart's
+    // own ConfigMap and RBAC, in tests/helm.rs.
 
     // A key the developer signed themselves is refused: only the installation's keys count.
     let attacker = Vendor::new("vendor-2026");

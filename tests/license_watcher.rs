@@ -1,7 +1,8 @@
 //! The example workload picks up a renewed key without restarting.
 
+use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use keyward::license::keys::{public_key_to_pem, signing_key_from_seed};
 use keyward::license::{Claims, ExtraClaims, Format, issue};
@@ -41,6 +42,46 @@ fn token(key: &ed25519_dalek::SigningKey, tier: &str) -> String {
     issue(&claims, key, None, &Format::Jwt).unwrap()
 }
 
+/// Lines of a child's stdout, read on a thread so every wait can have a deadline.
+struct Lines {
+    rx: std::sync::mpsc::Receiver<String>,
+    seen: Vec<String>,
+}
+
+impl Lines {
+    fn of(stdout: std::process::ChildStdout) -> Self {
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    return;
+                }
+            }
+        });
+        Self { rx, seen: Vec::new() }
+    }
+
+    /// Waits for a line containing every needle; panics with what was seen after `timeout`.
+    fn wait_for(&mut self, needles: &[&str], timeout: Duration) -> String {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.rx.recv_timeout(left) {
+                Ok(line) => {
+                    self.seen.push(line.clone());
+                    if needles.iter().all(|n| line.contains(n)) {
+                        return line;
+                    }
+                }
+                Err(_) => panic!(
+                    "no line with {needles:?} within {timeout:?}; saw:\n{}",
+                    self.seen.join("\n")
+                ),
+            }
+        }
+    }
+}
+
 #[test]
 fn a_renewed_key_is_applied_live() {
     let dir = tempfile::tempdir().unwrap();
@@ -48,7 +89,8 @@ fn a_renewed_key_is_applied_live() {
     std::fs::write(dir.path().join("vendor.pem"), public_key_to_pem(&key.verifying_key())).unwrap();
     let license = dir.path().join("license");
     std::fs::write(&license, token(&key, "pro")).unwrap();
-    let child = Command::new(example_binary())
+    // No NO_COLOR and a pipe for stdout: the workload must not colour what `kubectl logs` shows.
+    let mut child = Command::new(example_binary())
         .args([
             "--license-file",
             license.to_str().unwrap(),
@@ -56,21 +98,34 @@ fn a_renewed_key_is_applied_live() {
             dir.path().join("vendor.pem").to_str().unwrap(),
         ])
         .args(["--product", "zizq", "--interval", "50ms", "--exit-after-changes", "1"])
-        .env("NO_COLOR", "1")
+        .env_remove("NO_COLOR")
         .stdout(Stdio::piped())
         .spawn()
         .expect("build the example with `cargo test` or `cargo build --examples`");
-    std::thread::sleep(Duration::from_millis(500));
+    let mut lines = Lines::of(child.stdout.take().unwrap());
+    // The first key is read before the renewal is written, or the test would prove nothing.
+    let first = lines.wait_for(&["license validated", "pro"], Duration::from_secs(30));
     // Replace the file atomically, as the kubelet does when it swaps its ..data symlink.
     let staged = dir.path().join(".license.new");
     std::fs::write(&staged, token(&key, "enterprise")).unwrap();
     std::fs::rename(&staged, &license).unwrap();
-    let out = child.wait_with_output().unwrap();
-    assert!(out.status.success());
-    let log = String::from_utf8(out.stdout).unwrap();
-    let first = log.find("license validated").expect(&log);
-    let changed = log.find("license key file changed, updating license").expect(&log);
-    let second = log.rfind("license validated").unwrap();
-    assert!(first < changed && changed < second, "{log}");
-    assert!(log[second..].contains("enterprise"), "{log}");
+    lines.wait_for(&["license key file changed, updating license"], Duration::from_secs(10));
+    lines.wait_for(&["license validated", "enterprise"], Duration::from_secs(10));
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("the example did not exit after the change it was told to stop at");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert!(status.success());
+    assert!(
+        !first.contains('\x1b') && lines.seen.iter().all(|l| !l.contains('\x1b')),
+        "no ANSI colour: {:?}",
+        lines.seen
+    );
 }

@@ -141,11 +141,16 @@ async fn running_pods_count_as_seats_and_going_over_is_impossible_to_miss() {
         .unwrap();
     let l = wait_license(&client, &ns.name, "scout", "back to 2", |l| used(l) == Some(2)).await;
     assert_eq!(within(&l).unwrap().0, "True");
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    assert_eq!(
-        seat_events(&client, &ns.name).await,
-        BTreeMap::from([("SeatsExceeded".into(), 1), ("WithinSeats".into(), 1)])
-    );
+    let expected = BTreeMap::from([("SeatsExceeded".into(), 1), ("WithinSeats".into(), 1)]);
+    common::eventually("one event each way", Duration::from_secs(10), || async {
+        (seat_events(&client, &ns.name).await == expected).then_some(())
+    })
+    .await;
+    // Events follow the status write within milliseconds: a repeat would show in two seconds.
+    common::holds_for("no seat event repeated", Duration::from_secs(2), || async {
+        seat_events(&client, &ns.name).await == expected
+    })
+    .await;
 }
 
 #[tokio::test]
@@ -235,13 +240,25 @@ async fn usage_reports_unlimited_keys_and_malformed_reports() {
         vendor.sign(&unlimited, &keyward::license::Format::Jwt).as_bytes(),
     )
     .await;
+    // The new key in force before the report changes: otherwise a reconcile could read the old
+    // key and the new report, and rightly report the old entitlement exceeded.
+    wait_license(&client, &ns.name, "cz", "the unlimited key in force", |l| {
+        l.status
+            .as_ref()
+            .and_then(|s| s.seats.as_ref())
+            .is_some_and(|s| s.entitled.is_none())
+    })
+    .await;
     report(r#"{"seats_used": 100000}"#).await;
     let l = wait_license(&client, &ns.name, "cz", "unlimited", |l| used(l) == Some(100_000)).await;
     assert_eq!(within(&l).unwrap().1, "Unlimited");
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    assert_eq!(
-        seat_events(&client, &ns.name).await,
-        BTreeMap::from([("SeatsExceeded".into(), 1), ("WithinSeats".into(), 1)])
-    );
+    // Unlimited never crosses the entitlement: the events stay as they were for the whole window.
+    let expected = BTreeMap::from([("SeatsExceeded".into(), 1), ("WithinSeats".into(), 1)]);
+    common::holds_for(
+        "no SeatsExceeded for unlimited seats",
+        Duration::from_secs(2),
+        || async { seat_events(&client, &ns.name).await == expected },
+    )
+    .await;
     assert!(!operator.logs().contains(&token));
 }

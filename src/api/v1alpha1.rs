@@ -47,6 +47,13 @@ use serde::{Deserialize, Serialize};
     ),
     printcolumn(name = "Key-ID", type_ = "string", json_path = ".status.keyId", priority = "1"),
     printcolumn(
+        name = "Next-Key",
+        type_ = "string",
+        json_path = ".status.nextKeyAt",
+        description = "When a waiting key takes over",
+        priority = "1"
+    ),
+    printcolumn(
         name = "Rolled-Out",
         type_ = "string",
         json_path = ".status.rollout.summary",
@@ -57,6 +64,12 @@ use serde::{Deserialize, Serialize};
 pub struct LicenseSpec {
     /// The Secret, in the License's namespace, that holds the license key.
     pub secret_ref: SecretKeyRef,
+    /// More keys for the same product, such as a renewal dated to start when the current term
+    /// ends. Keyward verifies every key and puts in force the best one valid now: among the keys
+    /// whose validity has started, the one that stays in force longest. A waiting key takes over
+    /// at the instant it starts; a refused key never takes over. `status.keys` shows each.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub additional_keys: Vec<SecretKeyRef>,
     /// The product the key must be issued for (its `aud` claim).
     pub product: String,
     /// Where to deliver the verified key so workloads can mount it.
@@ -75,8 +88,8 @@ pub struct SeatsSpec {
     /// License's own namespace when it has no targets): for agents or nodes licensed per instance.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pod_selector: Option<LabelSelector>,
-    /// The workload reports its own usage as JSON, like Control Zero's usage API:
-    /// `{"seats_used": 12, "api_keys_active": 8, ...}`.
+    /// The workload reports its own usage as a JSON object in a ConfigMap: `seats_used` (required)
+    /// and any other integer counters, e.g. `{"seats_used": 12, "api_keys_active": 8}`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reported_by: Option<SeatReport>,
 }
@@ -237,6 +250,33 @@ pub struct LicenseStatus {
     pub last_notice: Option<LastNotice>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rollout: Option<RolloutStatus>,
+    /// Every key the License references, when it has `additionalKeys`: which is in force, which
+    /// wait, and why the others are not.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub keys: Vec<KeyStatus>,
+    /// When the next waiting key takes over.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_key_at: Option<String>,
+}
+
+/// One referenced key and where it stands.
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct KeyStatus {
+    /// `secret/dataKey`.
+    pub source: String,
+    pub in_force: bool,
+    /// `InForce`, `Waiting`, `Superseded`, or why the key was refused (`SignatureInvalid`, …).
+    pub reason: String,
+    pub message: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fingerprint: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub licensee: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub starts_at: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_at: Option<String>,
 }
 
 #[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]

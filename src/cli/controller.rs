@@ -5,8 +5,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
-use kube::config::{KubeConfigOptions, Kubeconfig};
-use kube::{Client, Config};
 use tokio::sync::watch;
 use tracing::info;
 
@@ -74,19 +72,6 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     runtime.block_on(run_async(args))
 }
 
-pub async fn client(kubeconfig: Option<&PathBuf>) -> anyhow::Result<Client> {
-    let config = match kubeconfig {
-        Some(path) => {
-            let kubeconfig = Kubeconfig::read_from(path).with_context(|| format!("reading {}", path.display()))?;
-            Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default()).await?
-        }
-        None => Config::infer()
-            .await
-            .context("no Kubernetes configuration found (in-cluster, $KUBECONFIG or ~/.kube/config)")?,
-    };
-    Client::try_from(config).context("building the Kubernetes client")
-}
-
 /// This replica's identity: the pod name in a cluster, else host name and process id (two
 /// operators on one machine must not share a leader identity).
 fn instance() -> String {
@@ -122,7 +107,7 @@ async fn run_async(args: Args) -> anyhow::Result<ExitCode> {
     let trust = TrustStore::load(&args.trusted_keys)
         .with_context(|| format!("loading trusted keys from {}", args.trusted_keys.display()))
         .map_err(super::usage)?;
-    let client = client(args.kubeconfig.as_ref()).await?;
+    let client = super::cluster::client(args.kubeconfig.as_ref()).await?;
     let metrics = Arc::new(Metrics::default());
     let ready = Readiness::default();
     let metrics_listener = tokio::net::TcpListener::bind(args.metrics_addr)
@@ -131,7 +116,8 @@ async fn run_async(args: Args) -> anyhow::Result<ExitCode> {
     let health_listener = tokio::net::TcpListener::bind(args.health_addr)
         .await
         .with_context(|| format!("binding {}", args.health_addr))?;
-    info!(metrics = %metrics_listener.local_addr()?, health = %health_listener.local_addr()?, keys = ?trust.current().ids(), "keyward controller starting");
+    let (metrics_addr, health_addr) = (metrics_listener.local_addr()?, health_listener.local_addr()?);
+    info!(metrics = %metrics_addr, health = %health_addr, keys = ?trust.current().ids(), "keyward controller starting");
     tokio::spawn(http::serve_metrics(metrics_listener, metrics.clone()));
     tokio::spawn(http::serve_health(health_listener, ready.clone()));
     let shutdown = shutdown_on_signals();

@@ -7,7 +7,7 @@ use jiff::Timestamp;
 use serde_json::{Value, json};
 
 use crate::keyfiles;
-use crate::license::humanize::friendly_between;
+use crate::license::humanize::{friendly_between, relative};
 use crate::license::{
     Claims, Evaluation, Fingerprint, Format, KeySet, MAX_TOKEN_BYTES, Policy, Timeline, VerifyError, VerifyOptions,
     decode_unverified, verify,
@@ -68,7 +68,13 @@ fn load_keys(specs: &[String]) -> anyhow::Result<KeySet> {
                 set.insert(key.clone())?;
             }
         } else {
-            set.insert(keyfiles::read_public_key(&path, id)?)?;
+            let naming = keyfiles::Naming {
+                explicit: id,
+                fallback: None,
+            };
+            for key in keyfiles::read_public_keys(&path, naming)? {
+                set.insert(key)?;
+            }
         }
     }
     Ok(set)
@@ -172,10 +178,10 @@ fn to_json(r: &Report) -> Value {
         "valid": r.valid(),
         "verified": r.verified && r.verdict.is_ok(),
         "state": r.state(),
-        "format": r.decoded.as_ref().map(|(f, _, _)| match f { Format::Jwt => "jwt".to_string(), Format::Prefixed { prefix } => prefix.clone() }),
+        "format": r.decoded.as_ref().map(|(f, _, _)| format_name(f)),
         "fingerprint": r.fingerprint.as_str(),
         "licensee": claims.map(|c| c.sub.clone()),
-        "product": claims.map(|c| c.aud.clone()),
+        "product": claims.map(|c| c.aud.to_string()),
         "tier": claims.and_then(|c| c.tier.clone()),
         "features": claims.map(|c| c.features.clone()),
         "seats": claims.and_then(|c| c.seats),
@@ -219,7 +225,7 @@ fn to_text(r: &Report) -> String {
     }
     line("format:", format.to_string());
     line("licensee:", claims.sub.clone());
-    line("product:", claims.aud.clone());
+    line("product:", claims.aud.to_string());
     line("tier:", claims.tier.clone().unwrap_or_else(|| "-".into()));
     line(
         "features:",
@@ -251,7 +257,11 @@ fn to_text(r: &Report) -> String {
                 line("warning at:", e.warning_at.to_string());
                 line("expires:", e.expires_at.to_string());
                 line("grace ends:", e.grace_ends_at.to_string());
-                line("remaining:", friendly_between(r.at, e.expires_at));
+                if e.expires_at >= r.at {
+                    line("remaining:", friendly_between(r.at, e.expires_at));
+                } else {
+                    line("expired:", relative(r.at, e.expires_at));
+                }
             }
         }
         if r.verified && !r.valid() {
@@ -274,4 +284,11 @@ fn to_text(r: &Report) -> String {
         line("extra:", serde_json::to_string(&claims.extra).unwrap_or_default());
     }
     out
+}
+
+fn format_name(format: &Format) -> String {
+    match format {
+        Format::Jwt => "jwt".to_string(),
+        Format::Prefixed { prefix } => prefix.clone(),
+    }
 }

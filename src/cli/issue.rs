@@ -51,7 +51,7 @@ pub struct Args {
     kid: Option<String>,
     #[arg(long, value_enum, default_value_t = FormatArg::Jwt)]
     format: FormatArg,
-    /// Vendor prefix for --format prefixed.
+    /// Vendor prefix for --format prefixed (`cz_ent` and `cz_ent_` are the same).
     #[arg(long, value_name = "PREFIX", default_value = "cz_ent_")]
     prefix: String,
     /// Issuer (claim `iss`).
@@ -114,7 +114,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     };
     let claims = Claims {
         sub: args.licensee,
-        aud: args.product,
+        aud: args.product.into(),
         iss: args.issuer,
         iat: Some(issued_at.as_second()),
         nbf: args.not_before.map(|t| t.as_second()),
@@ -137,7 +137,9 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     };
     let format = match args.format {
         FormatArg::Jwt => Format::Jwt,
-        FormatArg::Prefixed => Format::Prefixed { prefix: args.prefix },
+        FormatArg::Prefixed => Format::Prefixed {
+            prefix: crate::license::token::normalize_prefix(&args.prefix),
+        },
     };
     let kid = args.kid.unwrap_or_else(|| keys::derived_key_id(&key.verifying_key()));
     let token = crate::license::issue(&claims, &key, Some(&kid), &format).map_err(super::usage)?;

@@ -1,5 +1,6 @@
 //! The `keyward` command line: one module per subcommand, each a thin layer over the library.
 
+mod cluster;
 mod controller;
 mod crd;
 mod inspect;

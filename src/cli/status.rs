@@ -12,8 +12,8 @@ use kube::api::ListParams;
 use kube::{Api, ResourceExt};
 use serde_json::json;
 
-use crate::api::v1alpha1::{License, LicenseState};
-use crate::license::humanize::friendly_between;
+use crate::api::v1alpha1::{License, LicenseState, LicenseStatus, SeatsStatus};
+use crate::license::humanize::relative;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -49,7 +49,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
 async fn run_async(args: Args) -> anyhow::Result<ExitCode> {
     // KUBECONFIG may list several files; the first is the one to read here.
     let kubeconfig = args.kubeconfig.as_ref().and_then(|p| std::env::split_paths(p).next());
-    let client = super::controller::client(kubeconfig.as_ref()).await?;
+    let client = super::cluster::client(kubeconfig.as_ref()).await?;
     let licenses: Vec<License> = if args.all_namespaces {
         Api::<License>::all(client.clone())
             .list(&ListParams::default())
@@ -186,173 +186,251 @@ fn explain(state: Option<LicenseState>) -> &'static str {
     }
 }
 
-fn relative(now: Timestamp, at: Timestamp) -> String {
-    if at >= now {
-        format!("in {}", friendly_between(now, at))
-    } else {
-        format!("{} ago", friendly_between(at, now))
-    }
-}
-
 /// Renders one License for a terminal.
 pub(crate) fn render(license: &License, events: &[Event], now: Timestamp, colour: bool) -> String {
     let p = Paint(colour);
     let status = license.status.clone().unwrap_or_default();
-    let mut out = String::new();
-    let mut line = |s: String| {
-        out.push_str(&s);
-        out.push('\n');
-    };
-    line(p.bold(&format!(
+    let mut out = Vec::new();
+    out.push(p.bold(&format!(
         "License {}/{}",
         license.namespace().unwrap_or_default(),
         license.name_any()
     )));
-    line(format!(
+    out.push(format!(
         "  State:       {} - {}",
         p.state(status.state),
         explain(status.state)
     ));
-    let or_dash = |v: &Option<String>| v.clone().unwrap_or_else(|| "-".into());
-    line(format!("  Licensee:    {}", or_dash(&status.licensee)));
-    line(format!(
-        "  Product:     {}",
-        status.product.clone().unwrap_or_else(|| license.spec.product.clone())
-    ));
-    line(format!("  Tier:        {}", or_dash(&status.tier)));
-    let features = status.features.clone().unwrap_or_default();
-    line(format!(
-        "  Features:    {}",
-        if features.is_empty() {
-            "-".into()
-        } else {
-            features.join(", ")
-        }
-    ));
-    if let Some(seats) = &status.seats {
-        let summary = seats.summary.clone().unwrap_or_else(|| "-".into());
-        let used = if seats.used.is_some() { " used" } else { " entitled" };
-        let breakdown: Vec<String> = seats.breakdown.iter().map(|(k, v)| format!("{k} {v}")).collect();
-        let breakdown = if breakdown.is_empty() {
-            String::new()
-        } else {
-            format!(" ({})", breakdown.join(", "))
-        };
-        line(format!("  Seats:       {summary}{used}{breakdown}"));
-    }
-    line(format!(
-        "  Key:         {} {}{}",
-        or_dash(&status.key_id),
-        p.dim(&or_dash(&status.key_fingerprint)),
-        status
-            .license_id
-            .as_ref()
-            .map(|id| format!(" (license {id})"))
-            .unwrap_or_default()
-    ));
-    line(format!(
-        "  Secret:      {} (key {:?})",
-        license.spec.secret_ref.name, license.spec.secret_ref.key
-    ));
+    out.extend(claims_lines(license, &status));
+    out.extend(key_lines(license, &status, &p));
+    out.extend(keys_lines(&status, now, &p));
+    out.extend(timeline_lines(&status, now, &p));
+    out.extend(condition_lines(&status, &p));
+    out.extend(rollout_lines(&status, &p));
+    out.extend(event_lines(events, now, &p));
+    let mut text = out.join("\n");
+    text.push('\n');
+    text
+}
 
-    let parse = |v: &Option<String>| v.as_deref().and_then(|t| t.parse::<Timestamp>().ok());
-    let milestones = [
-        ("issued", parse(&status.issued_at)),
-        ("warning starts", parse(&status.warning_at)),
-        ("expires", parse(&status.expires_at)),
-        ("grace ends", parse(&status.grace_ends_at)),
-    ];
-    if milestones.iter().any(|(_, t)| t.is_some()) {
-        line("  Timeline:".into());
-        let mut now_marked = false;
-        for (label, at) in milestones {
-            let Some(at) = at else { continue };
-            if !now_marked && at > now {
-                line(format!(
-                    "    {} {:<15} {}",
-                    p.bold(">"),
-                    p.bold("now"),
-                    now.round(jiff::Unit::Second).unwrap_or(now)
-                ));
-                now_marked = true;
+fn or_dash(v: &Option<String>) -> String {
+    v.clone().unwrap_or_else(|| "-".into())
+}
+
+fn claims_lines(license: &License, status: &LicenseStatus) -> Vec<String> {
+    let features = status.features.clone().unwrap_or_default();
+    let mut lines = vec![
+        format!("  Licensee:    {}", or_dash(&status.licensee)),
+        format!(
+            "  Product:     {}",
+            status.product.clone().unwrap_or_else(|| license.spec.product.clone())
+        ),
+        format!("  Tier:        {}", or_dash(&status.tier)),
+        format!(
+            "  Features:    {}",
+            if features.is_empty() {
+                "-".into()
+            } else {
+                features.join(", ")
             }
-            let mark = if at <= now { "x" } else { "." };
-            line(format!("    {mark} {label:<15} {at}  ({})", relative(now, at)));
-        }
-        if !now_marked {
-            line(format!(
-                "    {} {:<15} {}",
-                p.bold(">"),
-                p.bold("now"),
-                now.round(jiff::Unit::Second).unwrap_or(now)
-            ));
-        }
-    } else if status.licensee.is_some() {
-        line("  Timeline:    perpetual license, never expires".into());
+        ),
+    ];
+    if let Some(seats) = &status.seats {
+        lines.push(format!("  Seats:       {}", seats_text(seats)));
     }
-    if let Some(next) = parse(&status.next_transition_at) {
-        line(format!("  Next change: {next} ({})", relative(now, next)));
+    lines
+}
+
+/// `12/25 used`, `12 used, unlimited`, `25 entitled`, `unlimited`, then any report breakdown.
+fn seats_text(seats: &SeatsStatus) -> String {
+    let main = match (seats.used, seats.entitled) {
+        (Some(used), Some(entitled)) => format!("{used}/{entitled} used"),
+        (Some(used), None) => format!("{used} used, unlimited"),
+        (None, Some(entitled)) => format!("{entitled} entitled"),
+        (None, None) => "unlimited".into(),
+    };
+    let breakdown: Vec<String> = seats.breakdown.iter().map(|(k, v)| format!("{k} {v}")).collect();
+    if breakdown.is_empty() {
+        main
+    } else {
+        format!("{main} ({})", breakdown.join(", "))
     }
+}
+
+fn key_lines(license: &License, status: &LicenseStatus, p: &Paint) -> Vec<String> {
+    let license_id = status
+        .license_id
+        .as_ref()
+        .map(|id| format!(" (license {id})"))
+        .unwrap_or_default();
+    let mut lines = vec![
+        format!(
+            "  Key:         {} {}{license_id}",
+            or_dash(&status.key_id),
+            p.dim(&or_dash(&status.key_fingerprint)),
+        ),
+        format!(
+            "  Secret:      {} (key {:?})",
+            license.spec.secret_ref.name, license.spec.secret_ref.key
+        ),
+    ];
     if let Some(good) = status
         .last_good
         .as_ref()
         .filter(|_| status.state == Some(LicenseState::Invalid))
     {
-        line(format!(
+        lines.push(format!(
             "  Last good:   {} for {}, expires {}",
             good.key_fingerprint,
             good.licensee,
             good.expires_at.as_deref().unwrap_or("never")
         ));
     }
-    if !status.conditions.is_empty() {
-        line("  Conditions:".into());
-        for c in &status.conditions {
-            line(format!(
-                "    {:<10} {:<7} {:<18} {}",
-                c.type_,
-                p.condition(&c.status),
-                c.reason,
-                c.message
-            ));
-        }
+    lines
+}
+
+/// Every referenced key when there are several: the one in force, the ones waiting and why the
+/// others are not in force.
+fn keys_lines(status: &LicenseStatus, now: Timestamp, p: &Paint) -> Vec<String> {
+    let mut lines = Vec::new();
+    if let Some(next) = status.next_key_at.as_deref().and_then(|t| t.parse::<Timestamp>().ok()) {
+        lines.push(format!("  Next key:    takes over at {next} ({})", relative(now, next)));
     }
-    if let Some(rollout) = &status.rollout {
-        line(format!(
-            "  Rollout:     {} target Secrets up to date{}",
-            rollout.summary,
-            rollout
-                .revision
-                .as_ref()
-                .map(|r| format!(" (revision {r})"))
-                .unwrap_or_default()
-        ));
-        for t in &rollout.details {
-            let state = if t.up_to_date {
-                p.code("32", "up to date")
-            } else {
-                p.code("31", t.reason.as_deref().unwrap_or("not up to date"))
-            };
-            let pods = t.pods.map(|n| format!(", {n} pods nudged")).unwrap_or_default();
-            line(format!("    {}/{}  {state}{pods}", t.namespace, t.secret_name));
-        }
+    if status.keys.is_empty() {
+        return lines;
     }
-    if events.is_empty() {
-        line("  Events:      none".into());
+    lines.push("  Keys:".into());
+    lines.extend(status.keys.iter().map(|k| {
+        let mark = if k.in_force { p.code("32", "*") } else { " ".into() };
+        let reason = match k.reason.as_str() {
+            "InForce" => p.code("32", &k.reason),
+            "Waiting" | "Superseded" => k.reason.clone(),
+            _ => p.code("31", &k.reason),
+        };
+        let span = match (&k.starts_at, &k.expires_at) {
+            (Some(s), Some(e)) => format!("{s} .. {e}"),
+            (Some(s), None) => format!("{s} .. never"),
+            _ => "-".into(),
+        };
+        format!(
+            "    {mark} {:<28} {reason:<18} {} {}  {span}",
+            k.source,
+            p.dim(k.fingerprint.as_deref().unwrap_or("-")),
+            k.licensee.as_deref().unwrap_or("-")
+        )
+    }));
+    lines
+}
+
+/// The milestones in time order, with now marked where it falls among them.
+fn timeline_lines(status: &LicenseStatus, now: Timestamp, p: &Paint) -> Vec<String> {
+    let parse = |v: &Option<String>| v.as_deref().and_then(|t| t.parse::<Timestamp>().ok());
+    let mut milestones: Vec<(Timestamp, &str)> = [
+        ("issued", parse(&status.issued_at)),
+        ("warning starts", parse(&status.warning_at)),
+        ("expires", parse(&status.expires_at)),
+        ("grace ends", parse(&status.grace_ends_at)),
+    ]
+    .into_iter()
+    .filter_map(|(label, at)| at.map(|at| (at, label)))
+    .collect();
+    milestones.sort_by_key(|(at, _)| *at);
+    let mut lines = Vec::new();
+    if milestones.is_empty() {
+        if status.licensee.is_some() {
+            lines.push("  Timeline:    perpetual license, never expires".into());
+        }
     } else {
-        line("  Events:".into());
-        for e in events {
-            let when = event_time(e).map_or("-".to_string(), |t| relative(now, t));
-            let kind = e.type_.clone().unwrap_or_default();
-            let kind = if kind == "Warning" { p.code("33", &kind) } else { kind };
-            line(format!(
-                "    {when:<22} {kind:<8} {:<18} {}",
-                e.reason.clone().unwrap_or_default(),
-                e.note.clone().unwrap_or_default()
-            ));
+        lines.push("  Timeline:".into());
+        let now_line = format!(
+            "    {} {:<15} {}",
+            p.bold(">"),
+            p.bold("now"),
+            now.round(jiff::Unit::Second).unwrap_or(now)
+        );
+        let past = milestones.iter().take_while(|(at, _)| *at <= now).count();
+        for (i, (at, label)) in milestones.iter().enumerate() {
+            if i == past {
+                lines.push(now_line.clone());
+            }
+            let mark = if *at <= now { "x" } else { "." };
+            lines.push(format!("    {mark} {label:<15} {at}  ({})", relative(now, *at)));
+        }
+        if past == milestones.len() {
+            lines.push(now_line);
         }
     }
-    out
+    if let Some(next) = parse(&status.next_transition_at) {
+        lines.push(format!("  Next change: {next} ({})", relative(now, next)));
+    }
+    lines
+}
+
+fn condition_lines(status: &LicenseStatus, p: &Paint) -> Vec<String> {
+    if status.conditions.is_empty() {
+        return Vec::new();
+    }
+    let mut lines = vec!["  Conditions:".to_string()];
+    lines.extend(status.conditions.iter().map(|c| {
+        format!(
+            "    {:<10} {:<7} {:<18} {}",
+            c.type_,
+            p.condition(&c.status),
+            c.reason,
+            c.message
+        )
+    }));
+    lines
+}
+
+/// What the targets hold. While the key is refused they keep the last good key, and saying "up to
+/// date" would be false.
+fn rollout_lines(status: &LicenseStatus, p: &Paint) -> Vec<String> {
+    let Some(rollout) = &status.rollout else {
+        return Vec::new();
+    };
+    let revision = rollout
+        .revision
+        .as_ref()
+        .map(|r| format!(" (revision {r})"))
+        .unwrap_or_default();
+    let key_refused = status.condition("RolledOut").is_some_and(|c| c.reason == "KeyNotValid");
+    let mut lines = vec![if key_refused {
+        format!(
+            "  Rollout:     the current key is not rolled out; {} target Secrets keep the last good key{revision}",
+            rollout.targets
+        )
+    } else {
+        format!("  Rollout:     {} target Secrets up to date{revision}", rollout.summary)
+    }];
+    lines.extend(rollout.details.iter().map(|t| {
+        let state = if t.up_to_date {
+            p.code("32", "up to date")
+        } else {
+            p.code("31", t.reason.as_deref().unwrap_or("not up to date"))
+        };
+        let pods = t.pods.map(|n| format!(", {n} pods nudged")).unwrap_or_default();
+        format!("    {}/{}  {state}{pods}", t.namespace, t.secret_name)
+    }));
+    lines
+}
+
+fn event_lines(events: &[Event], now: Timestamp, p: &Paint) -> Vec<String> {
+    if events.is_empty() {
+        return vec!["  Events:      none".into()];
+    }
+    let mut lines = vec!["  Events:".to_string()];
+    lines.extend(events.iter().map(|e| {
+        let when = event_time(e).map_or("-".to_string(), |t| relative(now, t));
+        let kind = e.type_.clone().unwrap_or_default();
+        let kind = if kind == "Warning" { p.code("33", &kind) } else { kind };
+        format!(
+            "    {when:<22} {kind:<8} {:<18} {}",
+            e.reason.clone().unwrap_or_default(),
+            e.note.clone().unwrap_or_default()
+        )
+    }));
+    lines
 }
 
 #[cfg(test)]
@@ -431,5 +509,60 @@ mod tests {
         assert!(text.contains("Last good:   sha256:aa for Acme"), "{text}");
         let fresh = license(json!(null));
         assert!(render(&fresh, &[], Timestamp::UNIX_EPOCH, false).contains("is the operator running?"));
+    }
+
+    #[test]
+    fn the_timeline_is_in_time_order_even_when_issued_inside_the_warning_window() {
+        // Issued 10 days before expiry with a 30-day warning window: the warning began before
+        // the issue date and must be listed first.
+        let l = license(json!({
+            "state": "Warning", "licensee": "Acme",
+            "issuedAt": "2026-12-20T00:00:00Z", "warningAt": "2026-11-30T00:00:00Z",
+            "expiresAt": "2026-12-30T00:00:00Z", "graceEndsAt": "2027-01-13T00:00:00Z"
+        }));
+        let now: Timestamp = "2026-12-21T00:00:00Z".parse().unwrap();
+        let text = render(&l, &[], now, false);
+        let order: Vec<&str> = text
+            .lines()
+            .filter(|l| ["    x ", "    > ", "    . "].iter().any(|p| l.starts_with(p)))
+            .filter_map(|l| {
+                ["warning starts", "issued", "> now", "expires", "grace ends"]
+                    .into_iter()
+                    .find(|m| l.contains(m))
+            })
+            .collect();
+        assert_eq!(
+            order,
+            ["warning starts", "issued", "> now", "expires", "grace ends"],
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn seats_read_naturally() {
+        let text =
+            |seats: serde_json::Value| render(&license(json!({"seats": seats})), &[], Timestamp::UNIX_EPOCH, false);
+        assert!(text(json!({})).contains("Seats:       unlimited\n"));
+        assert!(text(json!({"entitled": 25})).contains("Seats:       25 entitled\n"));
+        assert!(text(json!({"used": 7})).contains("Seats:       7 used, unlimited\n"));
+        assert!(text(json!({"used": 7, "entitled": 25})).contains("Seats:       7/25 used\n"));
+    }
+
+    #[test]
+    fn a_refused_key_does_not_read_as_up_to_date() {
+        let l = license(json!({
+            "state": "Invalid",
+            "conditions": [{"type": "RolledOut", "status": "False", "reason": "KeyNotValid", "message": "m", "lastTransitionTime": "2026-12-02T00:00:00Z"}],
+            "rollout": {"targets": 1, "upToDate": 0, "summary": "0/1", "revision": "sha256:aa", "details": [
+                {"namespace": "a", "secretName": "s", "upToDate": false, "reason": "KeyNotValid"}]}
+        }));
+        let text = render(&l, &[], Timestamp::UNIX_EPOCH, false);
+        assert!(
+            text.contains(
+                "the current key is not rolled out; 1 target Secrets keep the last good key (revision sha256:aa)"
+            ),
+            "{text}"
+        );
+        assert!(!text.contains("up to date"), "{text}");
     }
 }

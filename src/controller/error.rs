@@ -1,15 +1,23 @@
 use kube::runtime::finalizer;
 
+/// Why a reconcile failed and is retried. Each message includes its cause, which is therefore not
+/// also a `source`: printed as a chain, a cause appears once.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     #[error("Kubernetes API: {0}")]
-    Kube(#[from] kube::Error),
+    Kube(kube::Error),
     #[error("finalizer: {0}")]
-    Finalizer(#[source] Box<finalizer::Error<Error>>),
+    Finalizer(Box<finalizer::Error<Error>>),
     #[error("the License has no namespace")]
     MissingNamespace,
     #[error("rollout incomplete: {0}")]
     Rollout(String),
+}
+
+impl From<kube::Error> for Error {
+    fn from(e: kube::Error) -> Self {
+        Self::Kube(e)
+    }
 }
 
 impl Error {

@@ -68,5 +68,9 @@ reasons! {
         ReadOnly,
         RolledOut,
         WithinSeats,
+        /// kstatus: work in progress (present only while true).
+        Reconciling,
+        /// kstatus: cannot progress without a person (present only while true).
+        Stalled,
     }
 }

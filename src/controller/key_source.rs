@@ -1,13 +1,18 @@
 //! Reading a License's key from its Secret, on demand, and verifying it. This module owns what
 //! can be found about the key: [`KeyOutcome`], and [`KeyReason`] when it is refused.
 
+use std::collections::BTreeMap;
+
 use jiff::Timestamp;
 use k8s_openapi::api::core::v1::Secret;
 use kube::Api;
 
 use super::finding::{Finding, reasons};
-use crate::api::v1alpha1::LicenseSpec;
-use crate::license::{Fingerprint, KeySet, VerifiedLicense, VerifyError, VerifyOptions, verify};
+use crate::api::v1alpha1::{LicenseSpec, SecretKeyRef};
+use crate::license::selection::{self, Candidate, Selection};
+use crate::license::{
+    Claims, Fingerprint, KeySet, Policy, VerifiedLicense, VerifyError, VerifyOptions, decode_unverified, verify,
+};
 
 reasons! {
     /// Why a License has no key in force.
@@ -90,17 +95,22 @@ pub fn validate_spec(spec: &LicenseSpec) -> Result<(), Refusal> {
             && s.bytes()
                 .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'.')
     };
-    if !dns_label(&spec.secret_ref.name) {
-        return Err(refusal(
-            KeyReason::InvalidSpec,
-            format!(
-                "spec.secretRef.name {:?} is not a valid Secret name",
-                spec.secret_ref.name
-            ),
-        ));
-    }
-    if spec.secret_ref.key.is_empty() {
-        return Err(refusal(KeyReason::InvalidSpec, "spec.secretRef.key is empty".into()));
+    let refs = std::iter::once(("spec.secretRef".to_string(), &spec.secret_ref)).chain(
+        spec.additional_keys
+            .iter()
+            .enumerate()
+            .map(|(i, r)| (format!("spec.additionalKeys[{i}]"), r)),
+    );
+    for (field, r) in refs {
+        if !dns_label(&r.name) {
+            return Err(refusal(
+                KeyReason::InvalidSpec,
+                format!("{field}.name {:?} is not a valid Secret name", r.name),
+            ));
+        }
+        if r.key.is_empty() {
+            return Err(refusal(KeyReason::InvalidSpec, format!("{field}.key is empty")));
+        }
     }
     if spec.product.trim().is_empty() {
         return Err(refusal(KeyReason::InvalidSpec, "spec.product is empty".into()));
@@ -108,44 +118,144 @@ pub fn validate_spec(spec: &LicenseSpec) -> Result<(), Refusal> {
     Ok(())
 }
 
-/// The key bytes, or why there are none. API errors other than 404 are returned for a retry.
-pub async fn read_key(secrets: &Api<Secret>, spec: &LicenseSpec) -> Result<Result<Vec<u8>, Refusal>, kube::Error> {
-    let name = &spec.secret_ref.name;
-    let secret = match secrets.get_opt(name).await? {
-        Some(s) => s,
-        None => {
-            return Ok(Err(refusal(
-                KeyReason::SecretNotFound,
-                format!("Secret {name:?} does not exist in this namespace"),
-            )));
+/// One key a License references: where it comes from, its bytes, what verifying it found, and its
+/// claims when they are known to be authentic (verified, or signed but not yet valid).
+#[derive(Debug, Clone)]
+pub struct KeyCandidate {
+    /// `secret/dataKey`.
+    pub source: String,
+    pub token: Option<Vec<u8>>,
+    pub outcome: KeyOutcome,
+    pub claims: Option<Claims>,
+}
+
+/// The key in force among a License's candidates, or the refusal that explains why there is none.
+#[derive(Debug, Clone)]
+pub struct Chosen {
+    pub outcome: KeyOutcome,
+    pub token: Option<Vec<u8>>,
+    pub selection: Selection,
+}
+
+/// Reads and verifies every key the License references, the primary key first. Each Secret is
+/// read once. API errors other than 404 are returned for a retry.
+pub async fn read_candidates(
+    secrets: &Api<Secret>,
+    spec: &LicenseSpec,
+    keys: &KeySet,
+    now: Timestamp,
+) -> Result<Vec<KeyCandidate>, kube::Error> {
+    let refs: Vec<&SecretKeyRef> = std::iter::once(&spec.secret_ref).chain(&spec.additional_keys).collect();
+    let mut fetched: BTreeMap<&str, Option<Secret>> = BTreeMap::new();
+    for r in &refs {
+        if !fetched.contains_key(r.name.as_str()) {
+            fetched.insert(&r.name, secrets.get_opt(&r.name).await?);
         }
+    }
+    Ok(refs
+        .iter()
+        .map(|r| {
+            let source = format!("{}/{}", r.name, r.key);
+            match key_bytes(fetched[r.name.as_str()].as_ref(), r) {
+                Ok(token) => {
+                    let outcome = verify_key(&token, keys, &spec.product, now);
+                    let claims = authentic_claims(&token, &outcome);
+                    KeyCandidate {
+                        source,
+                        token: Some(token),
+                        outcome,
+                        claims,
+                    }
+                }
+                Err(refusal) => KeyCandidate {
+                    source,
+                    token: None,
+                    outcome: KeyOutcome::Refused(refusal),
+                    claims: None,
+                },
+            }
+        })
+        .collect())
+}
+
+/// Claims to show: a verified key's, or a not-yet-valid key's (its signature and product were
+/// checked before its start was).
+fn authentic_claims(token: &[u8], outcome: &KeyOutcome) -> Option<Claims> {
+    match outcome {
+        KeyOutcome::Verified(l) => Some(l.claims.clone()),
+        KeyOutcome::Refused(r) if r.reason() == KeyReason::NotYetValid => {
+            decode_unverified(token).ok().map(|u| u.claims)
+        }
+        KeyOutcome::Refused(_) => None,
+    }
+}
+
+/// Puts the best key valid now in force (see [`crate::license::selection`]). With none, the
+/// outcome is the refusal of the key that starts first, else the primary key's.
+pub fn choose(candidates: &[KeyCandidate], policy: &Policy, now: Timestamp) -> Chosen {
+    let views: Vec<Candidate> = candidates
+        .iter()
+        .map(|c| match &c.outcome {
+            KeyOutcome::Verified(l) => Candidate::Verified(l),
+            KeyOutcome::Refused(r) => match r.not_before {
+                Some(at) if r.reason() == KeyReason::NotYetValid => Candidate::StartsAt(at),
+                _ => Candidate::Refused,
+            },
+        })
+        .collect();
+    let selection = selection::select(&views, policy, now);
+    let explaining = selection.in_force.unwrap_or_else(|| {
+        candidates
+            .iter()
+            .enumerate()
+            .filter_map(|(i, c)| match &c.outcome {
+                KeyOutcome::Refused(r) if r.reason() == KeyReason::NotYetValid => r.not_before.map(|at| (at, i)),
+                _ => None,
+            })
+            .min()
+            .map_or(0, |(_, i)| i)
+    });
+    let chosen = &candidates[explaining];
+    Chosen {
+        outcome: chosen.outcome.clone(),
+        token: chosen.token.clone().filter(|_| selection.in_force.is_some()),
+        selection,
+    }
+}
+
+/// The key bytes from a Secret already read, or why there are none.
+fn key_bytes(secret: Option<&Secret>, r: &SecretKeyRef) -> Result<Vec<u8>, Refusal> {
+    let name = &r.name;
+    let Some(secret) = secret else {
+        return Err(refusal(
+            KeyReason::SecretNotFound,
+            format!("Secret {name:?} does not exist in this namespace"),
+        ));
     };
     let type_ = secret.type_.as_deref().unwrap_or("Opaque");
     if !ACCEPTED_SECRET_TYPES.contains(&type_) {
-        return Ok(Err(refusal(
+        return Err(refusal(
             KeyReason::SecretWrongType,
             format!("Secret {name:?} is of type {type_:?}; a license key lives in an Opaque Secret"),
-        )));
+        ));
     }
-    let key = &spec.secret_ref.key;
-    let data = secret.data.unwrap_or_default();
-    match data.get(key) {
-        Some(bytes) => Ok(Ok(bytes.0.clone())),
-        None => {
-            let present: Vec<&str> = data.keys().map(String::as_str).collect();
-            Ok(Err(refusal(
-                KeyReason::KeyNotFound,
-                format!(
-                    "Secret {name:?} has no data key {key:?} (it has: {})",
-                    if present.is_empty() {
-                        "none".to_string()
-                    } else {
-                        present.join(", ")
-                    }
-                ),
-            )))
-        }
+    let key = &r.key;
+    let data = secret.data.as_ref();
+    if let Some(bytes) = data.and_then(|d| d.get(key)) {
+        return Ok(bytes.0.clone());
     }
+    let present: Vec<&str> = data.into_iter().flat_map(|d| d.keys().map(String::as_str)).collect();
+    Err(refusal(
+        KeyReason::KeyNotFound,
+        format!(
+            "Secret {name:?} has no data key {key:?} (it has: {})",
+            if present.is_empty() {
+                "none".to_string()
+            } else {
+                present.join(", ")
+            }
+        ),
+    ))
 }
 
 pub fn verify_key(token: &[u8], keys: &KeySet, product: &str, now: Timestamp) -> KeyOutcome {

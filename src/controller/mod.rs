@@ -1,6 +1,7 @@
 //! The License controller, built on kube-runtime: a `Controller` over Licenses that also wakes on
 //! changes to the Secrets they reference and to the trusted keys.
 
+mod backoff;
 mod context;
 mod error;
 mod events;
@@ -93,6 +94,7 @@ pub async fn run(
     });
     let controller = build(&context, namespace.as_deref(), options.license_selector.as_deref())
         .reconcile_all_on(trust_changes)
+        .trigger_backoff(backoff::WatchBackoff::default())
         .with_config(controller::Config::default().concurrency(RECONCILE_CONCURRENCY))
         .graceful_shutdown_on(shutdown);
     report_ready_when_synced(controller.store(), ready);

@@ -11,23 +11,20 @@ use kube::api::{Patch, PatchParams};
 use kube::runtime::controller::Action;
 use kube::runtime::finalizer::{self, finalizer};
 use kube::{Api, Resource, ResourceExt};
-use serde_json::json;
+use serde_json::{Value, json};
 use tracing::{debug, info, warn};
 
 use super::context::Context;
 use super::error::Error;
 use super::finding::Reason;
-use super::key_source::{KeyOutcome, read_key, validate_spec, verify_key};
-use super::rollout::{self, Targets, content::content};
-use super::seats;
+use super::key_source::{Chosen, KeyCandidate, KeyOutcome, choose, read_candidates, validate_spec};
+use super::rollout::{self, RolloutSummary, Targets, content::content};
+use super::seats::{self, SeatUsage};
 use super::status::{self, Outcome, WAKE_MARGIN};
 use crate::api::v1alpha1::{License, LicenseState, LicenseStatus};
 use crate::license::humanize::friendly_between;
 
 pub const FINALIZER: &str = "keyward.dev/cleanup";
-
-/// The field manager that owns `.status` (server-side apply).
-pub const FIELD_MANAGER: &str = "keyward";
 
 pub async fn reconcile(license: Arc<License>, ctx: Arc<Context>) -> Result<Action, Error> {
     let started = Instant::now();
@@ -55,28 +52,22 @@ async fn apply(license: &License, namespace: &str, ctx: &Context) -> Result<Acti
     let name = license.name_any();
     remember_references(license, namespace, &name, ctx);
     let now = Timestamp::now();
-    let (key, token) = read_and_verify(license, namespace, ctx, now).await?;
+    let (candidates, chosen) = read_and_choose(license, namespace, ctx, now).await?;
+    let key = &chosen.outcome;
     let prev = license.status.as_ref();
-    let mut outcome = status::evaluate(prev, &key, &ctx.settings.policy, license.meta().generation, now);
-    log_outcome(namespace, &name, prev, &outcome, &key, now);
+    let mut outcome = status::evaluate(prev, key, &ctx.settings.policy, license.meta().generation, now);
+    status::with_keys(&mut outcome.status, &candidates, &chosen.selection);
+    outcome.wake_at = earliest(outcome.wake_at, chosen.selection.next_start);
+    log_outcome(namespace, &name, prev, &outcome, key, now);
 
     let targets = rollout::resolve(&ctx.client, license, &ctx.settings.rollout).await?;
-    measure_seats(license, namespace, &name, &targets, &mut outcome, ctx, now).await?;
-    roll_out(
-        license,
-        namespace,
-        &name,
-        &targets,
-        &key,
-        token.as_deref(),
-        &mut outcome,
-        ctx,
-        now,
-    )
-    .await?;
+    let usage = measure_seats(license, namespace, &name, &targets, &mut outcome, ctx, now).await?;
+    let token = chosen.token.as_deref();
+    let summary = roll_out(license, namespace, &name, &targets, key, token, &mut outcome, ctx, now).await?;
+    status::with_kstatus(&mut outcome.status, prev, key, summary.as_ref(), usage.as_ref(), now);
 
     if prev != Some(&outcome.status) {
-        write_status(license, namespace, &outcome.status, ctx).await?;
+        write_status(license, namespace, prev, &outcome.status, ctx).await?;
     }
     // Events only after the status that records them is written, so a retry cannot repeat them.
     ctx.events.publish(license, &outcome.events).await;
@@ -96,23 +87,34 @@ fn remember_references(license: &License, namespace: &str, name: &str, ctx: &Con
     }
 }
 
-async fn read_and_verify(
+/// Every referenced key, read and verified, and the one put in force.
+async fn read_and_choose(
     license: &License,
     namespace: &str,
     ctx: &Context,
     now: Timestamp,
-) -> Result<(KeyOutcome, Option<Vec<u8>>), Error> {
-    if let Err(refusal) = validate_spec(&license.spec) {
-        return Ok((KeyOutcome::Refused(refusal), None));
+) -> Result<(Vec<KeyCandidate>, Chosen), Error> {
+    let candidates = match validate_spec(&license.spec) {
+        Err(refusal) => vec![KeyCandidate {
+            source: format!("{}/{}", license.spec.secret_ref.name, license.spec.secret_ref.key),
+            token: None,
+            outcome: KeyOutcome::Refused(refusal),
+            claims: None,
+        }],
+        Ok(()) => {
+            let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), namespace);
+            read_candidates(&secrets, &license.spec, &ctx.trust.current(), now).await?
+        }
+    };
+    let chosen = choose(&candidates, &ctx.settings.policy, now);
+    Ok((candidates, chosen))
+}
+
+fn earliest(a: Option<Timestamp>, b: Option<Timestamp>) -> Option<Timestamp> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
     }
-    let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), namespace);
-    Ok(match read_key(&secrets, &license.spec).await? {
-        Ok(token) => (
-            verify_key(&token, &ctx.trust.current(), &license.spec.product, now),
-            Some(token),
-        ),
-        Err(refusal) => (KeyOutcome::Refused(refusal), None),
-    })
 }
 
 async fn measure_seats(
@@ -123,9 +125,9 @@ async fn measure_seats(
     outcome: &mut Outcome,
     ctx: &Context,
     now: Timestamp,
-) -> Result<(), Error> {
+) -> Result<Option<SeatUsage>, Error> {
     let usage = seats::measure(&ctx.client, license, targets).await?;
-    let events = status::with_seats(&mut outcome.status, license.status.as_ref(), usage, now);
+    let events = status::with_seats(&mut outcome.status, license.status.as_ref(), usage.as_ref(), now);
     outcome.events.extend(events);
     let seats = outcome.status.seats.as_ref();
     ctx.metrics.seats(
@@ -134,7 +136,7 @@ async fn measure_seats(
         seats.and_then(|s| s.entitled),
         seats.and_then(|s| s.used),
     );
-    Ok(())
+    Ok(usage)
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -148,7 +150,7 @@ async fn roll_out(
     outcome: &mut Outcome,
     ctx: &Context,
     now: Timestamp,
-) -> Result<(), Error> {
+) -> Result<Option<RolloutSummary>, Error> {
     // Only a verified key is ever rolled out; without one, targets keep the last good content.
     let rolled = match (key, token) {
         (KeyOutcome::Verified(verified), Some(token)) => Some(content(token, verified, &outcome.status)),
@@ -158,24 +160,58 @@ async fn roll_out(
     let summary = rollout::roll_out(&ctx.client, license, targets, rolled.as_ref(), settings).await?;
     ctx.metrics
         .rollout(namespace, name, summary.as_ref().map(|r| r.rolled_out()));
-    let events = status::with_rollout(&mut outcome.status, license.status.as_ref(), summary, now);
+    let events = status::with_rollout(&mut outcome.status, license.status.as_ref(), summary.as_ref(), now);
     outcome.events.extend(events);
+    Ok(summary)
+}
+
+/// Writes the status as a JSON merge patch that sets every field of the new status and removes,
+/// with an explicit `null`, every field the previous one had and the new one has not.
+///
+/// Not server-side apply, measured: on Kubernetes 1.20 (the API server the tests run on), an apply
+/// to the status subresource of a custom resource that leaves out a field it applied before does
+/// not remove the field but sets it to `null`, which the schema then rejects (`status.seats: Invalid
+/// value: "null"`, reproduced with `kubectl apply --server-side --subresource=status`). A merge
+/// patch removes the field on every version.
+async fn write_status(
+    license: &License,
+    namespace: &str,
+    prev: Option<&LicenseStatus>,
+    status: &LicenseStatus,
+    ctx: &Context,
+) -> Result<(), Error> {
+    let api: Api<License> = Api::namespaced(ctx.client.clone(), namespace);
+    api.patch_status(
+        &license.name_any(),
+        &PatchParams::default(),
+        &Patch::Merge(&status_patch(prev, status)),
+    )
+    .await?;
     Ok(())
 }
 
-/// Server-side apply of the whole status by the `keyward` field manager: a field the new status
-/// no longer has is removed because the manager stops applying it.
-async fn write_status(license: &License, namespace: &str, status: &LicenseStatus, ctx: &Context) -> Result<(), Error> {
-    let api: Api<License> = Api::namespaced(ctx.client.clone(), namespace);
-    let patch = json!({
-        "apiVersion": License::api_version(&()),
-        "kind": License::kind(&()),
-        "status": status,
-    });
-    let params = PatchParams::apply(FIELD_MANAGER).force();
-    api.patch_status(&license.name_any(), &params, &Patch::Apply(&patch))
-        .await?;
-    Ok(())
+fn status_patch(prev: Option<&LicenseStatus>, new: &LicenseStatus) -> Value {
+    let mut status = serde_json::to_value(new).expect("status serializes");
+    if let Some(old) = prev.map(|p| serde_json::to_value(p).expect("status serializes")) {
+        null_removed_fields(&old, &mut status);
+    }
+    json!({ "status": status })
+}
+
+/// Adds `null` for each field of `old` that `new` lacks, in nested objects too (a merge patch
+/// merges objects, so a field left out would otherwise survive).
+fn null_removed_fields(old: &Value, new: &mut Value) {
+    let (Value::Object(old), Value::Object(new)) = (old, new) else {
+        return;
+    };
+    for (key, old_value) in old {
+        match new.get_mut(key) {
+            None => {
+                new.insert(key.clone(), Value::Null);
+            }
+            Some(new_value) => null_removed_fields(old_value, new_value),
+        }
+    }
 }
 
 fn sleep_until(wake_at: Option<Timestamp>) -> Action {
@@ -237,5 +273,34 @@ fn log_outcome(
             );
         }
         KeyOutcome::Refused(_) => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_patch_removes_fields_the_new_status_lacks_at_every_depth() {
+        let old: LicenseStatus = serde_json::from_value(json!({
+            "state": "Active", "licensee": "Acme",
+            "seats": {"entitled": 5, "used": 3, "summary": "3/5"},
+        }))
+        .unwrap();
+        let new: LicenseStatus = serde_json::from_value(json!({
+            "state": "Invalid", "seats": {"entitled": 5, "summary": "5"},
+        }))
+        .unwrap();
+        assert_eq!(
+            status_patch(Some(&old), &new),
+            json!({"status": {
+                "state": "Invalid", "licensee": null,
+                "seats": {"entitled": 5, "used": null, "summary": "5"},
+            }})
+        );
+        assert_eq!(
+            status_patch(None, &new),
+            json!({"status": serde_json::to_value(&new).unwrap()})
+        );
     }
 }

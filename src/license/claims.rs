@@ -28,8 +28,8 @@ pub struct Header {
 pub struct Claims {
     /// Licensee.
     pub sub: String,
-    /// Product the key is for.
-    pub aud: String,
+    /// Product the key is for: one, or several (RFC 7519 §4.1.3 allows a string or an array).
+    pub aud: Audience,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub iss: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -76,9 +76,7 @@ impl Claims {
         if self.sub.trim().is_empty() {
             return Err(VerifyError::malformed("claim \"sub\" (licensee) is empty"));
         }
-        if self.aud.trim().is_empty() {
-            return Err(VerifyError::malformed("claim \"aud\" (product) is empty"));
-        }
+        self.aud.validate()?;
         for (name, value) in [("iat", self.iat), ("nbf", self.nbf), ("exp", self.exp)] {
             if let Some(v) = value
                 && !(1..=MAX_NUMERIC_DATE).contains(&v)
@@ -119,6 +117,79 @@ impl Claims {
     /// When the license starts to be valid: `nbf`, else `iat`.
     pub fn valid_from(&self) -> Option<Timestamp> {
         self.not_before().or_else(|| self.issued_at())
+    }
+}
+
+/// The `aud` claim: the product, or products, a key is for. Written back the way it was read.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(untagged)]
+pub enum Audience {
+    One(String),
+    Many(Vec<String>),
+}
+
+impl Audience {
+    pub fn entries(&self) -> &[String] {
+        match self {
+            Audience::One(one) => std::slice::from_ref(one),
+            Audience::Many(many) => many,
+        }
+    }
+
+    /// A key is for a product when any entry equals it.
+    pub fn contains(&self, product: &str) -> bool {
+        self.entries().iter().any(|p| p == product)
+    }
+
+    fn validate(&self) -> Result<(), VerifyError> {
+        if self.entries().is_empty() {
+            return Err(VerifyError::malformed("claim \"aud\" (product) is an empty array"));
+        }
+        if self.entries().iter().any(|p| p.trim().is_empty()) {
+            return Err(VerifyError::malformed("claim \"aud\" (product) is empty"));
+        }
+        Ok(())
+    }
+}
+
+impl fmt::Display for Audience {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.entries().join(", "))
+    }
+}
+
+impl From<&str> for Audience {
+    fn from(product: &str) -> Self {
+        Audience::One(product.to_string())
+    }
+}
+
+impl From<String> for Audience {
+    fn from(product: String) -> Self {
+        Audience::One(product)
+    }
+}
+
+impl<'de> Deserialize<'de> for Audience {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct AudienceVisitor;
+        impl<'de> Visitor<'de> for AudienceVisitor {
+            type Value = Audience;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("claim \"aud\" as a string or an array of strings")
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Audience, E> {
+                Ok(Audience::One(v.to_string()))
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Audience, A::Error> {
+                let mut out = Vec::new();
+                while let Some(product) = seq.next_element::<String>()? {
+                    out.push(product);
+                }
+                Ok(Audience::Many(out))
+            }
+        }
+        deserializer.deserialize_any(AudienceVisitor)
     }
 }
 
@@ -226,6 +297,30 @@ mod tests {
     fn refuses_expiry_before_start() {
         let e = parse(r#"{"sub":"a","aud":"p","iat":2000000000,"exp":1000000000}"#).unwrap_err();
         assert!(e.to_string().contains("not after"), "{e}");
+    }
+
+    #[test]
+    fn aud_is_a_string_or_an_array_of_strings() {
+        let one = parse(r#"{"sub":"a","aud":"zizq"}"#).unwrap();
+        assert_eq!(one.aud, Audience::One("zizq".into()));
+        let many = parse(r#"{"sub":"a","aud":["other","zizq"]}"#).unwrap();
+        assert!(many.aud.contains("zizq") && many.aud.contains("other") && !many.aud.contains("zi"));
+        assert_eq!(many.aud.to_string(), "other, zizq");
+        assert_eq!(
+            serde_json::to_value(&many.aud).unwrap(),
+            serde_json::json!(["other", "zizq"])
+        );
+        assert_eq!(serde_json::to_value(&one.aud).unwrap(), serde_json::json!("zizq"));
+        for json in [
+            r#"{"sub":"a","aud":[]}"#,
+            r#"{"sub":"a","aud":["zizq",""]}"#,
+            r#"{"sub":"a","aud":["zizq",1]}"#,
+            r#"{"sub":"a","aud":{"p":"zizq"}}"#,
+            r#"{"sub":"a","aud":7}"#,
+            r#"{"sub":"a","aud":null}"#,
+        ] {
+            assert_eq!(parse(json).unwrap_err().reason(), "Malformed", "{json}");
+        }
     }
 
     #[test]

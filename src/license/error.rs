@@ -10,7 +10,7 @@ pub enum VerifyError {
     Malformed(String),
     #[error("license key is {len} bytes, over the {max}-byte limit")]
     TooLarge { len: usize, max: usize },
-    #[error("license key is signed with {alg:?}; only EdDSA (Ed25519) keys are accepted")]
+    #[error("license key is signed with {alg:?}; only Ed25519 keys are supported (alg \"EdDSA\" or \"Ed25519\")")]
     UnsupportedAlgorithm { alg: String },
     #[error("license key was signed by key id {kid:?}, which is not among the trusted keys ({known})")]
     UnknownKeyId { kid: String, known: String },

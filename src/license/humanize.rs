@@ -82,6 +82,15 @@ pub fn friendly_between(from: Timestamp, to: Timestamp) -> String {
     }
 }
 
+/// `at` as seen from `now`: `in 3days`, `2h ago`.
+pub fn relative(now: Timestamp, at: Timestamp) -> String {
+    if at >= now {
+        format!("in {}", friendly_between(now, at))
+    } else {
+        format!("{} ago", friendly_between(at, now))
+    }
+}
+
 /// A fixed duration in the same style, for policy windows: `30days`, `1day 12h`, `1m 30s`.
 pub fn friendly_duration(d: SignedDuration) -> String {
     friendly_between(

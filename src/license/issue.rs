@@ -1,19 +1,22 @@
 use ed25519_dalek::{Signer, SigningKey};
 
 use super::claims::{Claims, Header, REGISTERED_CLAIMS};
-use super::keys::validate_key_id;
+use super::error::VerifyError;
+use super::keys::{KeyError, validate_key_id};
 use super::token::{self, Format, PREFIXED_TYP};
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum IssueError {
     #[error("the claims are invalid: {0}")]
-    InvalidClaims(String),
+    InvalidClaims(VerifyError),
     #[error("extra claim {0:?} clashes with a registered claim; set it through its own option")]
     ReservedClaim(String),
     #[error("prefix {0:?} is invalid: it must look like cz_ent_ (lowercase [a-z][a-z0-9]*_[a-z0-9]+_)")]
     InvalidPrefix(String),
     #[error("{0}")]
-    InvalidKeyId(String),
+    InvalidKeyId(KeyError),
+    #[error("the token header would be {0} bytes, over the 65535-byte limit of the prefixed format")]
+    HeaderTooLarge(usize),
     #[error("the token would be {0} bytes, over the {max}-byte limit", max = token::MAX_TOKEN_BYTES)]
     TooLarge(usize),
 }
@@ -21,14 +24,12 @@ pub enum IssueError {
 /// Signs `claims` into a token of the given format. `kid` goes into the header so verifiers can
 /// pick the right key among several.
 pub fn issue(claims: &Claims, key: &SigningKey, kid: Option<&str>, format: &Format) -> Result<String, IssueError> {
-    claims
-        .validate()
-        .map_err(|e| IssueError::InvalidClaims(e.to_string()))?;
+    claims.validate().map_err(IssueError::InvalidClaims)?;
     if let Some(name) = claims.extra.0.keys().find(|k| REGISTERED_CLAIMS.contains(&k.as_str())) {
         return Err(IssueError::ReservedClaim(name.clone()));
     }
     if let Some(kid) = kid {
-        validate_key_id(kid).map_err(|e| IssueError::InvalidKeyId(e.to_string()))?;
+        validate_key_id(kid).map_err(IssueError::InvalidKeyId)?;
     }
     let claims_json = serde_json::to_vec(claims).expect("claims always serialize");
     let token = match format {
@@ -60,7 +61,7 @@ pub fn issue(claims: &Claims, key: &SigningKey, kid: Option<&str>, format: &Form
             };
             let header_json = serde_json::to_vec(&header).expect("header always serializes");
             let mut payload =
-                token::prefixed_unsigned_payload(&header_json, &claims_json).map_err(IssueError::InvalidClaims)?;
+                token::prefixed_unsigned_payload(&header_json, &claims_json).map_err(IssueError::HeaderTooLarge)?;
             let signature = key.sign(&token::prefixed_signed_message(prefix, &payload));
             payload.extend_from_slice(&signature.to_bytes());
             format!("{prefix}{}", token::encode_b64(&payload))

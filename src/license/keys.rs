@@ -1,4 +1,5 @@
-//! Ed25519 key material: PEM (PKCS#8 / SPKI) and raw base64 forms, key ids, and trusted key sets.
+//! Ed25519 key material: PEM (PKCS#8 / SPKI), raw base64 and JWK forms, key ids, and trusted key
+//! sets.
 
 use std::fmt;
 
@@ -9,6 +10,7 @@ use ed25519_dalek::pkcs8::{DecodePrivateKey, DecodePublicKey, EncodePrivateKey, 
 use ed25519_dalek::{SigningKey, VerifyingKey};
 use zeroize::Zeroizing;
 
+use super::jwk::{self, JwkKey};
 use super::sha256_hex_prefix;
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -21,6 +23,20 @@ pub enum KeyError {
     InvalidKeyId(String),
     #[error("key id {0:?} is used by two different public keys")]
     DuplicateKeyId(String),
+    #[error("not a usable JSON Web Key: {0}")]
+    InvalidJwk(String),
+    #[error("the JWK{} is a private key (it has \"d\"): give only the public key", kid_hint(.kid))]
+    PrivateJwk { kid: Option<String> },
+    #[error("the JWK{} is an {what} key; only Ed25519 keys are supported", kid_hint(.kid))]
+    UnsupportedJwk { kid: Option<String>, what: String },
+    #[error("the JWK{} is not for verifying signatures (its \"use\" or \"key_ops\" exclude it)", kid_hint(.kid))]
+    NotAVerificationKey { kid: Option<String> },
+    #[error("the JWK Set has no Ed25519 verification key: {0}")]
+    NoUsableJwk(String),
+}
+
+fn kid_hint(kid: &Option<String>) -> String {
+    kid.as_ref().map(|k| format!(" {k:?}")).unwrap_or_default()
 }
 
 /// The default key id: a short hash of the public key, so it is stable and needs no bookkeeping.
@@ -57,6 +73,18 @@ pub fn signing_key_from_pem(pem: &str) -> Result<SigningKey, KeyError> {
 pub fn public_key_to_pem(key: &VerifyingKey) -> String {
     key.to_public_key_pem(LineEnding::LF)
         .expect("an Ed25519 key always encodes as SPKI")
+}
+
+/// Parses the public keys in a text: SPKI PEM or 32 raw bytes in base64 (one key, no id), or a JWK
+/// or JWK Set (each key with the `kid` its JWK gives).
+pub fn parse_public_keys(text: &str) -> Result<Vec<JwkKey>, KeyError> {
+    if jwk::looks_like_jwk(text) {
+        return jwk::parse(text);
+    }
+    Ok(vec![JwkKey {
+        kid: None,
+        key: parse_public_key(text)?,
+    }])
 }
 
 /// Parses a public key given as SPKI PEM or as 32 raw bytes in base64 (standard or URL-safe).
@@ -112,6 +140,11 @@ impl TrustedKey {
 
     pub fn key(&self) -> &VerifyingKey {
         &self.key
+    }
+
+    /// Whether the key was given an id, rather than being known by its derived id only.
+    pub fn is_named(&self) -> bool {
+        self.named
     }
 
     /// A token's `kid` names this key by its given id or by the hash of the key itself.
@@ -271,8 +304,32 @@ mod tests {
 
     #[test]
     fn debug_never_shows_key_bytes() {
-        let k = TrustedKey::new(None, key(7).verifying_key()).unwrap();
-        let dbg = format!("{k:?}");
-        assert!(!dbg.contains(&STANDARD.encode(key(7).verifying_key().as_bytes())));
+        // Every way the bytes could be printed: a derived `Debug` prints them as a decimal list.
+        let bytes = *key(7).verifying_key().as_bytes();
+        let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+        let decimal = |bs: &[u8]| bs.iter().map(|b| b.to_string()).collect::<Vec<_>>().join(", ");
+        for shown in [
+            format!("{:?}", TrustedKey::new(None, key(7).verifying_key()).unwrap()),
+            format!("{:#?}", TrustedKey::new(Some("k"), key(7).verifying_key()).unwrap()),
+            format!("{:?}", {
+                let mut set = KeySet::new();
+                set.insert(TrustedKey::new(None, key(7).verifying_key()).unwrap())
+                    .unwrap();
+                set
+            }),
+        ] {
+            assert!(!shown.contains(&STANDARD.encode(bytes)), "{shown}");
+            assert!(!shown.contains(&URL_SAFE_NO_PAD.encode(bytes)), "{shown}");
+            assert!(!shown.contains(&hex[..16]) && !shown.contains(&hex[16..32]), "{shown}");
+            for window in bytes.windows(4) {
+                assert!(!shown.contains(&decimal(window)), "{shown}");
+            }
+        }
+        // The check itself can fail: the key's own Debug does print its bytes.
+        let raw = format!("{:?}", key(7).verifying_key());
+        assert!(
+            bytes.windows(4).any(|w| raw.contains(&decimal(w))) || raw.contains(&hex[..16]),
+            "{raw}"
+        );
     }
 }

@@ -6,19 +6,23 @@ mod error;
 mod fingerprint;
 pub mod humanize;
 mod issue;
+pub mod jwk;
 pub mod keys;
 pub mod lifecycle;
+pub mod selection;
 pub mod token;
 mod verify;
 
-pub use claims::{Claims, ExtraClaims, Header, MAX_POLICY_SECONDS, REGISTERED_CLAIMS};
+pub use claims::{Audience, Claims, ExtraClaims, Header, MAX_POLICY_SECONDS, REGISTERED_CLAIMS};
 pub use error::VerifyError;
 pub use fingerprint::{Fingerprint, sha256_hex_prefix};
 pub use issue::{IssueError, issue};
 pub use keys::{KeyError, KeySet, TrustedKey};
 pub use lifecycle::{Evaluation, Policy, State, Timeline};
 pub use token::{Format, MAX_TOKEN_BYTES};
-pub use verify::{DEFAULT_LEEWAY, UnverifiedLicense, VerifiedLicense, VerifyOptions, decode_unverified, verify};
+pub use verify::{
+    DEFAULT_LEEWAY, ED25519_ALGORITHMS, UnverifiedLicense, VerifiedLicense, VerifyOptions, decode_unverified, verify,
+};
 
 #[cfg(test)]
 mod tests;

@@ -97,6 +97,15 @@ pub fn prefix_len(text: &str) -> Option<usize> {
     Some(first + 1 + second + 1)
 }
 
+/// A prefix as people write it, `cz_ent` or `cz_ent_`, in the form tokens carry: `cz_ent_`.
+pub fn normalize_prefix(prefix: &str) -> String {
+    if prefix.ends_with('_') {
+        prefix.to_string()
+    } else {
+        format!("{prefix}_")
+    }
+}
+
 pub fn is_valid_prefix(prefix: &str) -> bool {
     prefix_len(prefix) == Some(prefix.len())
 }
@@ -187,8 +196,10 @@ pub fn prefixed_signed_message(prefix: &str, unsigned_payload: &[u8]) -> Vec<u8>
 }
 
 /// Builds the unsigned part of a prefixed payload: header length, header, claims.
-pub fn prefixed_unsigned_payload(header_json: &[u8], claims_json: &[u8]) -> Result<Vec<u8>, String> {
-    let header_len = u16::try_from(header_json.len()).map_err(|_| "header over 65535 bytes".to_string())?;
+/// The prefixed format's payload before its signature; the error is a header length over the u16
+/// length field.
+pub fn prefixed_unsigned_payload(header_json: &[u8], claims_json: &[u8]) -> Result<Vec<u8>, usize> {
+    let header_len = u16::try_from(header_json.len()).map_err(|_| header_json.len())?;
     let mut payload = Vec::with_capacity(2 + header_json.len() + claims_json.len() + SIGNATURE_LEN);
     payload.extend_from_slice(&header_len.to_be_bytes());
     payload.extend_from_slice(header_json);

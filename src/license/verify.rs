@@ -6,12 +6,16 @@ use super::keys::KeySet;
 use super::token::{self, Format};
 use super::{Fingerprint, VerifyError};
 
+/// The `alg` values of an Ed25519 signature: `EdDSA` (RFC 8037) and the fully specified `Ed25519`
+/// (RFC 9864, which deprecates the polymorphic `EdDSA`). Both name the same signature.
+pub const ED25519_ALGORITHMS: [&str; 2] = ["EdDSA", "Ed25519"];
+
 /// Clock skew tolerated on `nbf`/`iat` between the vendor's and the customer's clocks.
 pub const DEFAULT_LEEWAY: SignedDuration = SignedDuration::from_secs(60);
 
 #[derive(Debug, Clone)]
 pub struct VerifyOptions {
-    /// When set, the key's `aud` must equal it.
+    /// When set, the key's `aud` must name it (one of its entries, when it is an array).
     pub expected_product: Option<String>,
     pub now: Timestamp,
     pub leeway: SignedDuration,
@@ -51,11 +55,11 @@ pub fn verify(token: &[u8], keys: &KeySet, options: &VerifyOptions) -> Result<Ve
     let claims: Claims = from_json("claims", &decoded.claims_json)?;
     claims.validate()?;
     if let Some(expected) = &options.expected_product
-        && claims.aud != *expected
+        && !claims.aud.contains(expected)
     {
         return Err(VerifyError::ProductMismatch {
             expected: expected.clone(),
-            actual: claims.aud,
+            actual: claims.aud.to_string(),
         });
     }
     if let Some(not_before) = claims.valid_from()
@@ -78,7 +82,7 @@ pub fn verify(token: &[u8], keys: &KeySet, options: &VerifyOptions) -> Result<Ve
 fn check_header(header: &super::claims::Header) -> Result<(), VerifyError> {
     // Checked before any key is touched: this is what stops `none`, and HS256 made with the public
     // key as the HMAC secret.
-    if header.alg != "EdDSA" {
+    if !ED25519_ALGORITHMS.contains(&header.alg.as_str()) {
         return Err(VerifyError::UnsupportedAlgorithm {
             alg: header.alg.clone(),
         });
@@ -102,7 +106,12 @@ fn check_signature(decoded: &token::Decoded, keys: &KeySet) -> Result<String, Ve
         tried += 1;
         // verify_strict also refuses weak keys and non-canonical signatures.
         if key.key().verify_strict(&decoded.signed_message, &signature).is_ok() {
-            return Ok(key.id().to_string());
+            // An unnamed key that verifies a token naming its key answers to that name: the kid
+            // is in the signed header, and it is the name the vendor uses.
+            return Ok(match kid {
+                Some(kid) if !key.is_named() => kid.to_string(),
+                _ => key.id().to_string(),
+            });
         }
     }
     match kid {

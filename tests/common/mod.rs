@@ -214,6 +214,36 @@ impl Drop for TestNamespace {
     }
 }
 
+/// Records that the calling test did not run its checks, so it is counted as skipped, never as
+/// passed: a line in `$KEYWARD_SKIP_LOG` (which `.ci/run` counts), and the reason on stderr. In
+/// CI (`CI=true`) a skip is a failure: CI's configuration must run everything.
+pub fn skip(test: &str, reason: &str) {
+    let line = format!("SKIPPED {test}: {reason}");
+    eprintln!("{line}");
+    assert!(
+        std::env::var("CI").as_deref() != Ok("true"),
+        "{line} (a skip fails CI, whose configuration must run every test)"
+    );
+    if let Ok(path) = std::env::var("KEYWARD_SKIP_LOG") {
+        use std::io::Write;
+        let mut file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+            .expect("open the skip log");
+        writeln!(file, "{line}").expect("write the skip log");
+    }
+}
+
+/// The non-admin user's client, or a recorded skip where this cluster has none.
+pub async fn developer_client_or_skip(test: &str) -> Option<Client> {
+    let client = developer_client().await;
+    if client.is_none() {
+        skip(test, "no non-admin user on this cluster");
+    }
+    client
+}
+
 /// Polls `check` until it returns `Some`, or panics after `timeout` with `what`.
 pub async fn eventually<T, F, Fut>(what: &str, timeout: Duration, mut check: F) -> T
 where
@@ -232,4 +262,18 @@ where
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
+/// Checks that `check` holds throughout `window`, polling every 50 ms: for "this did not happen",
+/// where a single look could come too early. Callers say why the window is long enough.
+pub async fn holds_for<F, Fut>(what: &str, window: Duration, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let end = tokio::time::Instant::now() + window;
+    while tokio::time::Instant::now() < end {
+        assert!(check().await, "{what} stopped holding within {window:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 pub mod operator;

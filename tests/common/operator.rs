@@ -48,27 +48,41 @@ pub struct Operator {
     pub metrics_addr: SocketAddr,
     pub health_addr: SocketAddr,
     pub log: PathBuf,
+    /// Started under a wrapper command: the operator is the wrapper's child.
+    wrapped: bool,
     _dir: tempfile::TempDir,
 }
 
 impl Operator {
     /// Starts `keyward controller` watching one namespace, trusting the keys in `trust_dir`.
     pub fn start(namespace: &str, trust_dir: &Path, extra: &[&str]) -> Self {
-        Self::launch(Some(namespace), trust_dir, extra)
+        Self::launch(&[], Some(namespace), trust_dir, extra)
+    }
+
+    /// Starts the operator under a wrapper command (`strace -f -o FILE`, say).
+    pub fn start_under(wrapper: &[&str], namespace: &str, trust_dir: &Path, extra: &[&str]) -> Self {
+        Self::launch(wrapper, Some(namespace), trust_dir, extra)
     }
 
     /// Starts an operator watching every namespace; give it `--license-selector` so concurrent
     /// tests' operators leave each other's Licenses alone.
     pub fn start_cluster_wide(trust_dir: &Path, extra: &[&str]) -> Self {
-        Self::launch(None, trust_dir, extra)
+        Self::launch(&[], None, trust_dir, extra)
     }
 
-    fn launch(namespace: Option<&str>, trust_dir: &Path, extra: &[&str]) -> Self {
+    fn launch(wrapper: &[&str], namespace: Option<&str>, trust_dir: &Path, extra: &[&str]) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let log = dir.path().join("operator.log");
         let metrics_addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
         let health_addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_keyward"));
+        let mut cmd = match wrapper.split_first() {
+            Some((program, args)) => {
+                let mut cmd = Command::new(program);
+                cmd.args(args).arg(env!("CARGO_BIN_EXE_keyward"));
+                cmd
+            }
+            None => Command::new(env!("CARGO_BIN_EXE_keyward")),
+        };
         cmd.arg("controller")
             .args(
                 env()
@@ -105,6 +119,7 @@ impl Operator {
             metrics_addr,
             health_addr,
             log,
+            wrapped: !wrapper.is_empty(),
             _dir: dir,
         }
     }
@@ -136,14 +151,42 @@ impl Operator {
         self.child.id()
     }
 
+    /// The exit status, if the operator has exited.
+    pub fn try_exit(&mut self) -> Option<std::process::ExitStatus> {
+        self.child.try_wait().expect("query the operator process")
+    }
+
+    /// Fails, with the log, if the operator has exited for any reason. The child's real exit
+    /// state, not `/proc/PID`: an exited child stays a zombie with a `/proc` entry until reaped.
+    pub fn assert_running(&mut self) {
+        if let Some(status) = self.child.try_wait().expect("query the operator process") {
+            panic!("the operator exited ({status}):\n{}", self.logs());
+        }
+    }
+
+    /// The operator's own process: the child, or under a wrapper the wrapper's child.
+    fn operator_pid(&self) -> Option<i32> {
+        if !self.wrapped {
+            return Some(self.child.id() as i32);
+        }
+        let pid = self.child.id();
+        let children = std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children")).ok()?;
+        children.split_whitespace().next()?.parse().ok()
+    }
+
     pub fn kill(&mut self) {
+        if let Some(pid) = self.operator_pid().filter(|_| self.wrapped) {
+            unsafe { libc::kill(pid, libc::SIGKILL) };
+        }
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
 
-    /// SIGTERM, then wait for a clean exit.
+    /// SIGTERM to the operator, then wait for a clean exit (a wrapper such as strace exits with
+    /// the operator's status).
     pub fn terminate(&mut self) -> std::process::ExitStatus {
-        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
+        let pid = self.operator_pid().expect("the operator process");
+        unsafe { libc::kill(pid, libc::SIGTERM) };
         self.child.wait().unwrap()
     }
 }

@@ -58,15 +58,43 @@ pub fn transitions(prev: Option<&LicenseStatus>, new: &LicenseStatus, key: &KeyO
                 license.fingerprint,
                 new.expires_at.as_deref().unwrap_or("never")
             );
-            verified(prev, new, &what).into_iter().collect()
+            verified(prev, new, &what)
         }
         KeyOutcome::Refused(refusal) => refused(prev, new, refusal).into_iter().collect(),
     }
 }
 
-fn verified(prev: Option<&LicenseStatus>, new: &LicenseStatus, what: &str) -> Option<PlannedEvent> {
+/// A new key in force after another verified one is a rotation; a change of state is announced
+/// too (a renewal taking over in the warning window both rotates and returns to Active).
+fn verified(prev: Option<&LicenseStatus>, new: &LicenseStatus, what: &str) -> Vec<PlannedEvent> {
     let state = new.state.unwrap_or(LicenseState::Pending);
-    if prev.and_then(|s| s.state) != Some(state) {
+    let prev_state = prev.and_then(|s| s.state);
+    let was_verified = prev_state.is_some_and(|s| {
+        matches!(
+            s,
+            LicenseState::Active | LicenseState::Warning | LicenseState::Grace | LicenseState::ReadOnly
+        )
+    });
+    let mut events = Vec::new();
+    if was_verified && fingerprint_changed(prev, new) {
+        events.push(PlannedEvent::new(
+            EventKind::Normal,
+            EventReason::KeyRotated,
+            "Validate",
+            format!("{what}: new key in force"),
+        ));
+    }
+    events.extend(state_change(prev_state, state, new, what));
+    events
+}
+
+fn state_change(
+    prev_state: Option<LicenseState>,
+    state: LicenseState,
+    new: &LicenseStatus,
+    what: &str,
+) -> Option<PlannedEvent> {
+    if prev_state != Some(state) {
         let (kind, reason, note) = match state {
             LicenseState::Active => (EventKind::Normal, EventReason::Validated, format!("{what}: active")),
             LicenseState::Warning => (
@@ -90,14 +118,7 @@ fn verified(prev: Option<&LicenseStatus>, new: &LicenseStatus, what: &str) -> Op
         };
         return Some(PlannedEvent::new(kind, reason, "Validate", note));
     }
-    fingerprint_changed(prev, new).then(|| {
-        PlannedEvent::new(
-            EventKind::Normal,
-            EventReason::KeyRotated,
-            "Validate",
-            format!("{what}: new key in force"),
-        )
-    })
+    None
 }
 
 fn refused(prev: Option<&LicenseStatus>, new: &LicenseStatus, refusal: &Refusal) -> Option<PlannedEvent> {

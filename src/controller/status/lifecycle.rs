@@ -208,7 +208,7 @@ fn verified_status(
     LicenseStatus {
         state: Some(eval.state.into()),
         licensee: Some(claims.sub.clone()),
-        product: Some(claims.aud.clone()),
+        product: Some(claims.aud.to_string()),
         tier: claims.tier.clone(),
         features: Some(claims.features.clone()),
         seats: Some(SeatsStatus {
@@ -233,6 +233,7 @@ fn verified_status(
         }),
         last_notice,
         rollout: prev.and_then(|s| s.rollout.clone()),
+        ..LicenseStatus::default()
     }
 }
 

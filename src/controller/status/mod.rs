@@ -10,6 +10,8 @@
 
 mod conditions;
 mod events;
+mod keys;
+mod kstatus;
 mod lifecycle;
 mod rollout;
 mod seats;
@@ -17,6 +19,8 @@ mod seats;
 use jiff::{SignedDuration, Timestamp};
 
 pub use events::{EventKind, EventReason, PlannedEvent};
+pub use keys::{KeyStanding, with_keys};
+pub use kstatus::{ProgressReason, with_kstatus};
 pub use lifecycle::LifecycleReason;
 pub use rollout::with_rollout;
 pub use seats::{WithinSeatsReason, summary as seat_summary, with_seats};

@@ -13,7 +13,7 @@ use crate::controller::rollout::RolloutSummary;
 pub fn with_rollout(
     status: &mut LicenseStatus,
     prev: Option<&LicenseStatus>,
-    rollout: Option<RolloutSummary>,
+    rollout: Option<&RolloutSummary>,
     now: Timestamp,
 ) -> Vec<PlannedEvent> {
     conditions::remove(status, ConditionType::RolledOut);
@@ -52,6 +52,6 @@ pub fn with_rollout(
         finding.message.clone(),
     );
     conditions::set(status, prev, desired, now);
-    status.rollout = Some(rollout.status);
+    status.rollout = Some(rollout.status.clone());
     events
 }

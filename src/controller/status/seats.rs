@@ -35,7 +35,7 @@ pub fn summary(used: Option<u64>, entitled: Option<u64>) -> String {
 pub fn with_seats(
     status: &mut LicenseStatus,
     prev: Option<&LicenseStatus>,
-    usage: Option<SeatUsage>,
+    usage: Option<&SeatUsage>,
     now: Timestamp,
 ) -> Vec<PlannedEvent> {
     conditions::remove(status, ConditionType::WithinSeats);
@@ -45,7 +45,7 @@ pub fn with_seats(
         .is_some_and(|c| c.status == "True");
     let prev_seats = prev.and_then(|s| s.seats.as_ref());
     let seats = status.seats.get_or_insert_with(SeatsStatus::default);
-    let desired = match &usage {
+    let desired = match usage {
         SeatUsage::Unavailable(finding) => {
             Desired::unknown(ConditionType::WithinSeats, finding.reason, finding.message.clone())
         }

@@ -275,7 +275,7 @@ fn seats_within_over_and_back_with_one_event_each_way() {
     let key = ok(license(1, Some(EXP)));
     let at = ts(ISSUED + 10);
     let mut s = run(None, &key, at).status;
-    assert!(with_seats(&mut s, None, measured(8), at).is_empty());
+    assert!(with_seats(&mut s, None, measured(8).as_ref(), at).is_empty());
     assert_eq!(condition(&s, WITHIN_SEATS).status, "True");
     assert_eq!(condition(&s, WITHIN_SEATS).message, "8 seats used of 10");
     assert_eq!(s.seats.as_ref().unwrap().summary.as_deref(), Some("8/10"));
@@ -283,7 +283,7 @@ fn seats_within_over_and_back_with_one_event_each_way() {
     assert!(measured_at.is_some());
 
     let mut over = run(Some(&s), &key, ts(ISSUED + 20)).status;
-    let events = with_seats(&mut over, Some(&s), measured(12), ts(ISSUED + 20));
+    let events = with_seats(&mut over, Some(&s), measured(12).as_ref(), ts(ISSUED + 20));
     assert_eq!(
         (
             condition(&over, WITHIN_SEATS).status.as_str(),
@@ -304,11 +304,11 @@ fn seats_within_over_and_back_with_one_event_each_way() {
     );
     // Still over: no new event, and an unchanged count keeps its measuredAt.
     let mut still = run(Some(&over), &key, ts(ISSUED + 30)).status;
-    assert!(with_seats(&mut still, Some(&over), measured(12), ts(ISSUED + 30)).is_empty());
+    assert!(with_seats(&mut still, Some(&over), measured(12).as_ref(), ts(ISSUED + 30)).is_empty());
     assert_eq!(still.seats, over.seats);
     assert_eq!(still, over);
     let mut back = run(Some(&still), &key, ts(ISSUED + 40)).status;
-    let events = with_seats(&mut back, Some(&still), measured(10), ts(ISSUED + 40));
+    let events = with_seats(&mut back, Some(&still), measured(10).as_ref(), ts(ISSUED + 40));
     assert_eq!((events.len(), events[0].reason), (1, "WithinSeats"));
     assert_ne!(back.seats.as_ref().unwrap().measured_at, measured_at);
 }
@@ -317,7 +317,7 @@ fn seats_within_over_and_back_with_one_event_each_way() {
 fn unlimited_keys_never_flip() {
     let key = ok(license_with_seats(None));
     let mut s = run(None, &key, ts(ISSUED)).status;
-    assert!(with_seats(&mut s, None, measured(1_000_000), ts(ISSUED)).is_empty());
+    assert!(with_seats(&mut s, None, measured(1_000_000).as_ref(), ts(ISSUED)).is_empty());
     assert_eq!(condition(&s, WITHIN_SEATS).status, "True");
     assert_eq!(condition(&s, WITHIN_SEATS).reason, "Unlimited");
     assert_eq!(s.seats.as_ref().unwrap().summary.as_deref(), Some("1000000/unlimited"));
@@ -328,7 +328,7 @@ fn an_unreadable_report_is_a_reason_not_a_crash() {
     let key = ok(license(1, Some(EXP)));
     let mut s = run(None, &key, ts(ISSUED)).status;
     let usage = SeatUsage::Unavailable(Finding::new(SeatReason::SeatsReportInvalid, "not JSON"));
-    assert!(with_seats(&mut s, None, Some(usage), ts(ISSUED)).is_empty());
+    assert!(with_seats(&mut s, None, Some(&usage), ts(ISSUED)).is_empty());
     assert_eq!(
         (
             condition(&s, WITHIN_SEATS).status.as_str(),
@@ -341,4 +341,79 @@ fn an_unreadable_report_is_a_reason_not_a_crash() {
     let mut plain = run(None, &key, ts(ISSUED)).status;
     with_seats(&mut plain, None, None, ts(ISSUED));
     assert!(plain.conditions.iter().all(|c| c.type_ != WITHIN_SEATS));
+}
+
+#[test]
+fn a_renewal_in_the_warning_window_rotates_and_returns_to_active() {
+    let warning = run(None, &ok(license(1, Some(EXP))), ts(EXP - 10 * 86_400)).status;
+    assert_eq!(warning.state, Some(LicenseState::Warning));
+    let out = run(
+        Some(&warning),
+        &ok(license(2, Some(EXP + 365 * 86_400))),
+        ts(EXP - 10 * 86_400 + 5),
+    );
+    let reasons: Vec<&str> = out.events.iter().map(|e| e.reason).collect();
+    assert_eq!(reasons, ["KeyRotated", "Validated"]);
+    // From Invalid, a valid key is validated, not rotated.
+    let invalid = run(Some(&warning), &refusal("SignatureInvalid"), ts(EXP - 10 * 86_400 + 6)).status;
+    let back = run(
+        Some(&invalid),
+        &ok(license(2, Some(EXP + 365 * 86_400))),
+        ts(EXP - 10 * 86_400 + 7),
+    );
+    let reasons: Vec<&str> = back.events.iter().map(|e| e.reason).collect();
+    assert_eq!(reasons, ["Validated"]);
+}
+
+fn kstatus(key: &KeyOutcome, rollout: Option<&crate::controller::rollout::RolloutSummary>) -> LicenseStatus {
+    let mut s = run(None, key, ts(ISSUED)).status;
+    with_kstatus(&mut s, None, key, rollout, None, ts(ISSUED));
+    s
+}
+
+#[test]
+fn stalled_and_reconciling_are_present_only_while_true() {
+    use crate::controller::rollout::{RolloutReason, RolloutSummary};
+    let valid = kstatus(&ok(license(1, Some(EXP))), None);
+    assert!(valid.condition("Stalled").is_none() && valid.condition("Reconciling").is_none());
+    let refused = kstatus(&refusal("SignatureInvalid"), None);
+    let stalled = refused.condition("Stalled").unwrap();
+    assert_eq!(
+        (stalled.status.as_str(), stalled.reason.as_str()),
+        ("True", "SignatureInvalid")
+    );
+    assert!(refused.condition("Reconciling").is_none());
+    let waiting = KeyOutcome::Refused(Refusal {
+        finding: Finding::new(KeyReason::NotYetValid, "later"),
+        fingerprint: None,
+        not_before: Some(ts(ISSUED + 3600)),
+    });
+    let pending = kstatus(&waiting, None);
+    let reconciling = pending.condition("Reconciling").unwrap();
+    assert_eq!(
+        (reconciling.status.as_str(), reconciling.reason.as_str()),
+        ("True", "WaitingForKey")
+    );
+    assert!(
+        pending.condition("Stalled").is_none(),
+        "a key that starts later needs nobody"
+    );
+    for (reason, stalls) in [
+        (RolloutReason::TargetConflict, true),
+        (RolloutReason::TargetNotAllowed, true),
+        (RolloutReason::InvalidSpec, true),
+        (RolloutReason::RolledOut, false),
+    ] {
+        let summary = RolloutSummary {
+            status: Default::default(),
+            finding: Finding::new(reason, "m"),
+        };
+        let s = kstatus(&ok(license(1, Some(EXP))), Some(&summary));
+        assert_eq!(s.condition("Stalled").is_some(), stalls, "{reason}");
+    }
+    // Once the cause is gone, the condition goes too.
+    let mut s = refused.clone();
+    let key = ok(license(1, Some(EXP)));
+    with_kstatus(&mut s, Some(&refused), &key, None, None, ts(ISSUED + 5));
+    assert!(s.condition("Stalled").is_none());
 }

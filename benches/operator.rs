@@ -2,6 +2,7 @@
 //!
 //! * cold start: 1,000 Licenses exist; time from starting the operator until all are Active;
 //! * memory: operator RSS with 10,000 unrelated 64 KiB Secrets in the cluster;
+//! * pod-memory: operator RSS with 5,000 Pods that read Secrets (the consumer index);
 //! * propagation: from a key Secret update to all 100 target Secrets updated, p50/p99, against a
 //!   bare Secret update round trip (update, then see it through a watch) measured in the same run.
 //!
@@ -14,7 +15,7 @@ use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
 use futures::{StreamExt, TryStreamExt};
-use k8s_openapi::api::core::v1::Secret;
+use k8s_openapi::api::core::v1::{Pod, Secret};
 use keyward::api::{License, LicenseState};
 use keyward::license::Format;
 use kube::api::{ListParams, PostParams};
@@ -122,6 +123,67 @@ async fn memory(client: &Client, secrets: usize) {
     let (rss, peak) = rss_kib(operator.pid());
     println!(
         "memory: with {secrets} unrelated 64 KiB Secrets, operator RSS {} MiB (peak {} MiB)",
+        rss / 1024,
+        peak / 1024
+    );
+}
+
+/// Operator RSS with `pods` Pods in the cluster, each reading Secrets three ways and carrying a
+/// realistic spec: the Pod watch must keep only who reads what, not the Pods.
+async fn pod_memory(client: &Client, pods: usize) {
+    let ns = common::TestNamespace::new("bench-pods").await;
+    let vendor = Vendor::new("vendor");
+    let started = Instant::now();
+    futures::stream::iter(0..pods)
+        .for_each_concurrent(32, |i| {
+            let (client, ns) = (client.clone(), ns.name.clone());
+            async move {
+                let env: Vec<serde_json::Value> = (0..40)
+                    .map(|e| json!({"name": format!("SETTING_{e}"), "value": "x".repeat(64)}))
+                    .collect();
+                let pod: Pod = serde_json::from_value(json!({
+                    "metadata": {"name": format!("app-{i}"), "labels": {"app": "bench"},
+                        "annotations": {"note": "y".repeat(2048)}},
+                    "spec": {"containers": [{"name": "app", "image": "example.invalid/app:1", "env": env,
+                            "envFrom": [{"secretRef": {"name": format!("cfg-{}", i % 50)}}],
+                            "volumeMounts": [{"name": "lic", "mountPath": "/etc/lic"},
+                                             {"name": "one", "mountPath": "/etc/one", "subPath": "license"}]}],
+                        "volumes": [{"name": "lic", "secret": {"secretName": "zizq-license"}},
+                                    {"name": "one", "secret": {"secretName": format!("other-{}", i % 50)}}]}
+                }))
+                .unwrap();
+                Api::<Pod>::namespaced(client, &ns)
+                    .create(&PostParams::default(), &pod)
+                    .await
+                    .unwrap();
+            }
+        })
+        .await;
+    eprintln!("created {pods} Pods in {:.1} s", started.elapsed().as_secs_f64());
+    put_secret(client, &ns.name, "lic", "license", vendor.token("zizq").as_bytes()).await;
+    create_license_from(
+        client,
+        &ns.name,
+        json!({
+            "apiVersion": "keyward.dev/v1alpha1", "kind": "License", "metadata": {"name": "acme"},
+            "spec": {"secretRef": {"name": "lic"}, "product": "zizq",
+                "rollout": {"targets": [{"secretName": "zizq-license"}]}}
+        }),
+    )
+    .await;
+    let operator = Operator::start_cluster_wide(vendor.trust_dir.path(), &[]);
+    operator.wait_ready().await;
+    wait_license(client, &ns.name, "acme", "consumers counted", |l| {
+        l.status
+            .as_ref()
+            .and_then(|s| s.rollout.as_ref())
+            .and_then(|r| r.consumers.as_ref())
+            .is_some_and(|c| c.live as usize == pods)
+    })
+    .await;
+    let (rss, peak) = rss_kib(operator.pid());
+    println!(
+        "memory: with {pods} Pods reading Secrets (each ~5 KiB of spec), operator RSS {} MiB (peak {} MiB)",
         rss / 1024,
         peak / 1024
     );
@@ -320,5 +382,8 @@ async fn main() {
     }
     if run("memory") {
         memory(&client, 10_000).await;
+    }
+    if run("pod-memory") {
+        pod_memory(&client, 5_000).await;
     }
 }

@@ -160,7 +160,8 @@ fn monitoring_objects_and_trusted_keys_render_on_request() {
             "KeywardLicenseInGrace",
             "KeywardLicenseReadOnly",
             "KeywardLicenseInvalid",
-            "KeywardLicenseNotRolledOut"
+            "KeywardLicenseNotRolledOut",
+            "KeywardLicenseConsumersNeedRestart"
         ]
     );
     assert_eq!(

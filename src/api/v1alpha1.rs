@@ -291,8 +291,39 @@ pub struct RolloutStatus {
     /// Revision (content fingerprint) of what was rolled out.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub revision: Option<String>,
+    /// When this revision was first written to the targets: a Pod that reads them in a way frozen
+    /// at start and started before it holds an older key.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub revision_since: Option<String>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub details: Vec<TargetStatus>,
+    /// Who reads the target Secrets, and whether they see the current key.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub consumers: Option<ConsumersStatus>,
+}
+
+/// Pods that read a target Secret.
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ConsumersStatus {
+    /// Pods that see the current key: a whole-volume mount, or started after the rollout.
+    pub live: u32,
+    /// Pods reading through `subPath`, `env` or `envFrom` that started before the current key was
+    /// rolled out: they need a restart to see it.
+    pub restart_required: u32,
+    /// The first of those Pods (at most 20), with how each reads the Secret.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub pods: Vec<StaleConsumer>,
+}
+
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct StaleConsumer {
+    pub namespace: String,
+    pub name: String,
+    pub secret_name: String,
+    /// `subPath`, `env`, `envFrom`.
+    pub reads: Vec<String>,
 }
 
 #[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]

@@ -412,6 +412,22 @@ fn rollout_lines(status: &LicenseStatus, p: &Paint) -> Vec<String> {
         let pods = t.pods.map(|n| format!(", {n} pods nudged")).unwrap_or_default();
         format!("    {}/{}  {state}{pods}", t.namespace, t.secret_name)
     }));
+    if let Some(c) = &rollout.consumers {
+        lines.push(format!(
+            "  Consumers:   {} live, {} need a restart to see the current key",
+            c.live, c.restart_required
+        ));
+        lines.extend(c.pods.iter().map(|pod| {
+            format!(
+                "    {}/{}  {} (reads {} through {})",
+                pod.namespace,
+                pod.name,
+                p.code("31", "restart required"),
+                pod.secret_name,
+                pod.reads.join(", ")
+            )
+        }));
+    }
     lines
 }
 

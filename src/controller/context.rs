@@ -2,6 +2,7 @@ use std::sync::Arc;
 
 use kube::Client;
 
+use super::consumers::ConsumerIndex;
 use super::events::EventPublisher;
 use super::ref_index::RefIndex;
 use super::rollout::RolloutSettings;
@@ -26,5 +27,7 @@ pub struct Context {
     pub secret_index: RefIndex,
     /// Usage-report ConfigMaps referenced by `spec.seats.reportedBy`.
     pub usage_index: RefIndex,
+    /// Which Pods read which Secrets, and how.
+    pub consumers: ConsumerIndex,
     pub settings: Settings,
 }

@@ -68,6 +68,8 @@ reasons! {
         ReadOnly,
         RolledOut,
         WithinSeats,
+        /// Every Pod reading a target Secret sees the current key.
+        ConsumersLive,
         /// kstatus: work in progress (present only while true).
         Reconciling,
         /// kstatus: cannot progress without a person (present only while true).

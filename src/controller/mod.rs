@@ -2,6 +2,7 @@
 //! changes to the Secrets they reference and to the trusted keys.
 
 mod backoff;
+pub mod consumers;
 mod context;
 mod error;
 mod events;
@@ -90,6 +91,7 @@ pub async fn run(
         metrics,
         secret_index: RefIndex::default(),
         usage_index: RefIndex::default(),
+        consumers: consumers::ConsumerIndex::default(),
         settings: options.settings,
     });
     let controller = build(&context, namespace.as_deref(), options.license_selector.as_deref())
@@ -143,9 +145,19 @@ fn build(context: &Arc<Context>, namespace: Option<&str>, license_selector: Opti
         None => watcher::Config::default(),
     };
     let controller = Controller::new(api::<License>(client, namespace), license_watch);
-    let (licenses_for_pods, licenses_for_namespaces) = (controller.store(), controller.store());
+    let licenses_for_namespaces = controller.store();
     let (secret_index, usage_index) = (context.secret_index.clone(), context.usage_index.clone());
+    // Pods are watched once, in full, by `consumers::watch_pods`: it keeps only who reads which
+    // Secret, and asks for the reconciles (seats and consumers) itself.
+    let (wake, woken) = futures::channel::mpsc::unbounded();
+    tokio::spawn(consumers::watch_pods(
+        api::<Pod>(client, namespace),
+        context.consumers.clone(),
+        controller.store(),
+        wake,
+    ));
     let controller = controller
+        .reconcile_on(woken)
         .watches(
             api::<PartialObjectMeta<Secret>>(client, namespace),
             watcher::Config::default(),
@@ -155,11 +167,6 @@ fn build(context: &Arc<Context>, namespace: Option<&str>, license_selector: Opti
             api::<PartialObjectMeta<ConfigMap>>(client, namespace),
             watcher::Config::default(),
             move |cm| triggers::config_map(&usage_index, &cm),
-        )
-        .watches(
-            api::<PartialObjectMeta<Pod>>(client, namespace),
-            watcher::Config::default(),
-            move |p| triggers::pod(&licenses_for_pods, &p),
         );
     if namespace.is_some() {
         return controller;

@@ -64,6 +64,7 @@ async fn apply(license: &License, namespace: &str, ctx: &Context) -> Result<Acti
     let usage = measure_seats(license, namespace, &name, &targets, &mut outcome, ctx, now).await?;
     let token = chosen.token.as_deref();
     let summary = roll_out(license, namespace, &name, &targets, key, token, &mut outcome, ctx, now).await?;
+    assess_consumers(license, namespace, &name, &targets, &mut outcome, ctx, now);
     status::with_kstatus(&mut outcome.status, prev, key, summary.as_ref(), usage.as_ref(), now);
 
     if prev != Some(&outcome.status) {
@@ -163,6 +164,37 @@ async fn roll_out(
     let events = status::with_rollout(&mut outcome.status, license.status.as_ref(), summary.as_ref(), now);
     outcome.events.extend(events);
     Ok(summary)
+}
+
+/// Who reads the targets, from the Pod index: no API call.
+fn assess_consumers(
+    license: &License,
+    namespace: &str,
+    name: &str,
+    targets: &Targets,
+    outcome: &mut Outcome,
+    ctx: &Context,
+    now: Timestamp,
+) {
+    let since = outcome
+        .status
+        .rollout
+        .as_ref()
+        .and_then(|r| r.revision_since.as_deref())
+        .and_then(|t| t.parse().ok());
+    let report = match targets {
+        Ok(t) if !t.is_empty() && outcome.status.rollout.is_some() => ctx.consumers.assess(t, since),
+        _ => None,
+    };
+    let events = status::with_consumers(&mut outcome.status, license.status.as_ref(), report.as_ref(), now);
+    outcome.events.extend(events);
+    let restart_required = outcome
+        .status
+        .rollout
+        .as_ref()
+        .and_then(|r| r.consumers.as_ref())
+        .map(|c| c.restart_required);
+    ctx.metrics.consumers(namespace, name, restart_required);
 }
 
 /// Writes the status as a JSON merge patch that sets every field of the new status and removes,

@@ -1,7 +1,9 @@
 //! Which Licenses an event on another object should wake. Each mapping is cheap and local (an
 //! index or the License cache): no API calls on the watch path.
 
-use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Pod, Secret};
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Secret};
 use kube::ResourceExt;
 use kube::core::{PartialObjectMeta, Selector, SelectorExt};
 use kube::runtime::reflector::{ObjectRef, Store};
@@ -75,9 +77,11 @@ fn seat_scope(l: &License) -> impl Iterator<Item = &str> {
 }
 
 /// A Pod started, stopped or changed phase: Licenses counting it as a seat recount.
-pub fn pod(store: &Store<License>, pod: &PartialObjectMeta<Pod>) -> Vec<ObjectRef<License>> {
-    let namespace = pod.namespace().unwrap_or_default();
-    let labels = pod.labels();
+pub fn pod_seats(
+    store: &Store<License>,
+    namespace: &str,
+    labels: &BTreeMap<String, String>,
+) -> Vec<ObjectRef<License>> {
     store
         .state()
         .iter()
@@ -87,6 +91,26 @@ pub fn pod(store: &Store<License>, pod: &PartialObjectMeta<Pod>) -> Vec<ObjectRe
             };
             let matches = Selector::try_from(selector).is_ok_and(|s| s.matches(labels));
             matches && seat_scope(l).any(|ns| ns == namespace)
+        })
+        .map(|l| ObjectRef::from_obj(l.as_ref()))
+        .collect()
+}
+
+/// The readers of some (namespace, Secret) pairs changed: Licenses whose targets they are look
+/// again at who reads their key.
+pub fn target_readers(store: &Store<License>, touched: &[(String, String)]) -> Vec<ObjectRef<License>> {
+    if touched.is_empty() {
+        return Vec::new();
+    }
+    store
+        .state()
+        .iter()
+        .filter(|l| {
+            l.status
+                .iter()
+                .flat_map(|s| &s.rollout)
+                .flat_map(|r| &r.details)
+                .any(|d| touched.iter().any(|(ns, s)| *ns == d.namespace && *s == d.secret_name))
         })
         .map(|l| ObjectRef::from_obj(l.as_ref()))
         .collect()

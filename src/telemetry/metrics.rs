@@ -38,6 +38,7 @@ pub struct Metrics {
     rolled_out: Family<LicenseLabels, Gauge>,
     seats_entitled: Family<LicenseLabels, Gauge>,
     seats_used: Family<LicenseLabels, Gauge>,
+    consumers_restart_required: Family<LicenseLabels, Gauge>,
     reconciles: Counter,
     reconcile_errors: Family<ErrorLabels, Counter>,
     reconcile_duration: Histogram,
@@ -55,6 +56,7 @@ impl Default for Metrics {
             rolled_out: Family::default(),
             seats_entitled: Family::default(),
             seats_used: Family::default(),
+            consumers_restart_required: Family::default(),
             reconciles: Counter::default(),
             reconcile_errors: Family::default(),
             reconcile_duration: Histogram::new(exponential_buckets(0.001, 2.0, 14)),
@@ -91,6 +93,11 @@ impl Default for Metrics {
             "keyward_license_seats_used",
             "Seats in use, when measured",
             m.seats_used.clone(),
+        );
+        registry.register(
+            "keyward_license_consumers_restart_required",
+            "Running Pods that read a target Secret through subPath or environment variables and hold an older key than the one rolled out",
+            m.consumers_restart_required.clone(),
         );
         registry.register("keyward_reconcile", "License reconciliations", m.reconciles.clone());
         registry.register(
@@ -195,8 +202,22 @@ impl Metrics {
         }
     }
 
+    /// Stale consumers of a License's targets; `None` removes the series (no targets).
+    pub fn consumers(&self, namespace: &str, name: &str, restart_required: Option<u32>) {
+        let l = labels(namespace, name);
+        match restart_required {
+            Some(n) => {
+                self.consumers_restart_required.get_or_create(&l).set(i64::from(n));
+            }
+            None => {
+                self.consumers_restart_required.remove(&l);
+            }
+        }
+    }
+
     pub fn forget_license(&self, namespace: &str, name: &str) {
         let l = labels(namespace, name);
+        self.consumers_restart_required.remove(&l);
         self.seats_entitled.remove(&l);
         self.seats_used.remove(&l);
         self.rolled_out.remove(&l);

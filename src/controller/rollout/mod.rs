@@ -168,6 +168,7 @@ fn kept_last_good(license: &License, total: u32) -> RolloutSummary {
             summary: format!("0/{total}"),
             revision,
             details,
+            ..RolloutStatus::default()
         },
         finding: Finding::new(RolloutReason::KeyNotValid, message),
     }
@@ -209,6 +210,7 @@ fn summarise(outcomes: &[TargetOutcome], revision: &str) -> RolloutSummary {
             summary: format!("{up_to_date}/{total}"),
             revision: Some(revision.to_string()),
             details: outcomes.iter().map(target_status).collect(),
+            ..RolloutStatus::default()
         },
         finding,
     }

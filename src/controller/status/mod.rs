@@ -9,6 +9,7 @@
 //! [`SeatUsage`]: crate::controller::seats::SeatUsage
 
 mod conditions;
+mod consumers;
 mod events;
 mod keys;
 mod kstatus;
@@ -18,6 +19,7 @@ mod seats;
 
 use jiff::{SignedDuration, Timestamp};
 
+pub use consumers::{ConsumersReason, with_consumers};
 pub use events::{EventKind, EventReason, PlannedEvent};
 pub use keys::{KeyStanding, with_keys};
 pub use kstatus::{ProgressReason, with_kstatus};

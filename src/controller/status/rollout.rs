@@ -4,6 +4,7 @@ use jiff::Timestamp;
 
 use super::conditions::{self, Desired, previous};
 use super::events::{EventKind, EventReason, PlannedEvent};
+use super::rfc3339;
 use crate::api::v1alpha1::LicenseStatus;
 use crate::controller::finding::{ConditionType, Reason};
 use crate::controller::rollout::RolloutSummary;
@@ -52,6 +53,12 @@ pub fn with_rollout(
         finding.message.clone(),
     );
     conditions::set(status, prev, desired, now);
-    status.rollout = Some(rollout.status.clone());
+    let mut rolled = rollout.status.clone();
+    // The revision's first appearance, kept while it stays the same.
+    rolled.revision_since = match prev.and_then(|s| s.rollout.as_ref()) {
+        Some(p) if p.revision == rolled.revision => p.revision_since.clone(),
+        _ => rolled.revision.as_ref().map(|_| rfc3339(now)),
+    };
+    status.rollout = Some(rolled);
     events
 }

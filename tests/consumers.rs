@@ -73,16 +73,7 @@ async fn pods_that_would_never_see_a_renewal_are_reported() {
     let ns = TestNamespace::new("consumers").await;
     let vendor = Vendor::new("vendor-2026");
     put_secret(&client, &ns.name, "lic", "license", vendor.token("zizq").as_bytes()).await;
-    create_license_from(
-        &client,
-        &ns.name,
-        json!({
-            "apiVersion": "keyward.dev/v1alpha1", "kind": "License", "metadata": {"name": "zizq"},
-            "spec": {"secretRef": {"name": "lic"}, "product": "zizq",
-                "rollout": {"targets": [{"secretName": "zizq-license"}]}}
-        }),
-    )
-    .await;
+    create_license_with_targets(&client, &ns.name, "zizq", json!([{"secretName": "zizq-license"}])).await;
     let operator = Operator::start(&ns.name, vendor.trust_dir.path(), &[]);
     let l = wait_license(&client, &ns.name, "zizq", "rolled out", |l| {
         condition(l, "RolledOut").is_some_and(|c| c.0 == "True")

@@ -102,26 +102,13 @@ async fn rolled_out(prefix: &str) -> (Client, TestNamespace, Vendor, Operator, L
     let ns = TestNamespace::new(prefix).await;
     let vendor = Vendor::new("vendor-2026");
     put_secret(&client, &ns.name, "lic", "license", vendor.token("zizq").as_bytes()).await;
-    license_with_targets(&client, &ns.name, "zizq", json!([{"secretName": "zizq-license"}])).await;
+    create_license_with_targets(&client, &ns.name, "zizq", json!([{"secretName": "zizq-license"}])).await;
     let operator = Operator::start(&ns.name, vendor.trust_dir.path(), &[]);
     let l = wait_license(&client, &ns.name, "zizq", "rolled out", |l| {
         condition(l, "RolledOut").is_some_and(|c| c.0 == "True")
     })
     .await;
     (client, ns, vendor, operator, l)
-}
-
-async fn license_with_targets(client: &Client, ns: &str, name: &str, targets: serde_json::Value) {
-    create_license_from(
-        client,
-        ns,
-        json!({
-            "apiVersion": "keyward.dev/v1alpha1", "kind": "License",
-            "metadata": {"name": name},
-            "spec": {"secretRef": {"name": "lic"}, "product": "zizq", "rollout": {"targets": targets}}
-        }),
-    )
-    .await;
 }
 
 async fn target_token(client: &Client, ns: &str, name: &str) -> Option<String> {

@@ -11,7 +11,6 @@ use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomRe
 use kube::Api;
 use kube::api::{DeleteParams, PostParams};
 use kube::runtime::wait::{await_condition, conditions};
-use serde_json::json;
 use serde_yaml_ng::Value;
 
 fn chart() -> String {
@@ -316,28 +315,7 @@ async fn tenant_cannot_touch_the_trusted_keys(admin: &kube::Client, operator_ns:
         return;
     };
     let tenant = common::TestNamespace::new("tenant").await;
-    let role: Role = serde_json::from_value(json!({
-        "metadata": {"name": "license-author"},
-        "rules": [
-            {"apiGroups": ["keyward.dev"], "resources": ["licenses"], "verbs": ["get", "list", "watch", "create", "update", "patch", "delete"]},
-            {"apiGroups": [""], "resources": ["secrets", "configmaps"], "verbs": ["get", "list", "create", "update", "patch", "delete"]}
-        ]
-    }))
-    .unwrap();
-    Api::<Role>::namespaced(admin.clone(), &tenant.name)
-        .create(&PostParams::default(), &role)
-        .await
-        .unwrap();
-    let binding: RoleBinding = serde_json::from_value(json!({
-        "metadata": {"name": "license-author"},
-        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "license-author"},
-        "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": "developer"}]
-    }))
-    .unwrap();
-    Api::<RoleBinding>::namespaced(admin.clone(), &tenant.name)
-        .create(&PostParams::default(), &binding)
-        .await
-        .unwrap();
+    common::grant_license_author(admin, &tenant.name, &["secrets", "configmaps"]).await;
     // The tenant's rights are real where they were granted: the denials below are about the
     // operator's namespace, not a user who can do nothing at all.
     let own: Api<ConfigMap> = Api::namespaced(developer.clone(), &tenant.name);

@@ -11,7 +11,6 @@ use ed25519_dalek::Signer;
 use hmac::{Hmac, KeyInit, Mac};
 use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::api::events::v1::Event;
-use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
 use keyward::api::License;
 use keyward::license::keys::public_key_to_pem;
 use kube::api::{DeleteParams, ListParams, PostParams};
@@ -164,28 +163,7 @@ async fn hostile_tokens_and_secrets_are_refused_and_never_rolled_out() {
 /// The non-admin user may create Licenses and Secrets in one namespace, and nothing else.
 async fn developer_namespace(admin: &Client) -> TestNamespace {
     let ns = TestNamespace::new("dev").await;
-    let role: Role = serde_json::from_value(json!({
-        "metadata": {"name": "license-author"},
-        "rules": [
-            {"apiGroups": ["keyward.dev"], "resources": ["licenses"], "verbs": ["get", "list", "watch", "create", "update", "patch", "delete"]},
-            {"apiGroups": [""], "resources": ["secrets"], "verbs": ["get", "list", "create", "update", "patch"]}
-        ]
-    }))
-    .unwrap();
-    Api::<Role>::namespaced(admin.clone(), &ns.name)
-        .create(&PostParams::default(), &role)
-        .await
-        .unwrap();
-    let binding: RoleBinding = serde_json::from_value(json!({
-        "metadata": {"name": "license-author"},
-        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "license-author"},
-        "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": "developer"}]
-    }))
-    .unwrap();
-    Api::<RoleBinding>::namespaced(admin.clone(), &ns.name)
-        .create(&PostParams::default(), &binding)
-        .await
-        .unwrap();
+    common::grant_license_author(admin, &ns.name, &["secrets"]).await;
     ns
 }
 

@@ -81,16 +81,7 @@ async fn the_operator_talks_only_to_the_api_server() {
     let trace_file = dir.path().join("operator.trace");
     let trace_path = trace_file.display().to_string();
     put_secret(&client, &ns.name, "lic", "license", vendor.token("zizq").as_bytes()).await;
-    create_license_from(
-        &client,
-        &ns.name,
-        json!({
-            "apiVersion": "keyward.dev/v1alpha1", "kind": "License", "metadata": {"name": "zizq"},
-            "spec": {"secretRef": {"name": "lic"}, "product": "zizq",
-                "rollout": {"targets": [{"secretName": "zizq-license"}]}}
-        }),
-    )
-    .await;
+    create_license_with_targets(&client, &ns.name, "zizq", json!([{"secretName": "zizq-license"}])).await;
     let mut operator = Operator::start_under(
         &[
             "strace",

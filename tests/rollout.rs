@@ -476,16 +476,7 @@ async fn each_rotation_is_its_own_event_naming_its_own_revision() {
     let ns = TestNamespace::new("rollout-events").await;
     let vendor = Vendor::new("vendor-2026");
     put_secret(&client, &ns.name, "lic", "license", vendor.token("zizq").as_bytes()).await;
-    create_license_from(
-        &client,
-        &ns.name,
-        json!({
-            "apiVersion": "keyward.dev/v1alpha1", "kind": "License", "metadata": {"name": "zizq"},
-            "spec": {"secretRef": {"name": "lic"}, "product": "zizq",
-                "rollout": {"targets": [{"secretName": "zizq-license"}]}}
-        }),
-    )
-    .await;
+    create_license_with_targets(&client, &ns.name, "zizq", json!([{"secretName": "zizq-license"}])).await;
     let operator = Operator::start(&ns.name, vendor.trust_dir.path(), &[]);
     operator.wait_ready().await;
     let mut revisions = Vec::new();

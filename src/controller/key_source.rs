@@ -279,27 +279,7 @@ mod tests {
 
     #[test]
     fn verification_reasons_keep_the_core_names() {
-        let errors = [
-            VerifyError::Malformed("x".into()),
-            VerifyError::TooLarge { len: 1, max: 0 },
-            VerifyError::UnsupportedAlgorithm { alg: "none".into() },
-            VerifyError::UnknownKeyId {
-                kid: "a".into(),
-                known: "b".into(),
-            },
-            VerifyError::NoTrustedKeys,
-            VerifyError::SignatureInvalid { key_id: None },
-            VerifyError::ProductMismatch {
-                expected: "a".into(),
-                actual: "b".into(),
-            },
-            VerifyError::NotYetValid {
-                not_before: Timestamp::UNIX_EPOCH,
-                now: Timestamp::UNIX_EPOCH,
-                leeway_seconds: 0,
-            },
-        ];
-        for e in &errors {
+        for e in &crate::license::one_error_of_each_kind() {
             assert_eq!(KeyReason::from(e).as_str(), e.reason());
         }
     }

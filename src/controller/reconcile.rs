@@ -60,11 +60,19 @@ async fn apply(license: &License, namespace: &str, ctx: &Context) -> Result<Acti
     outcome.wake_at = earliest(outcome.wake_at, chosen.selection.next_start);
     log_outcome(namespace, &name, prev, &outcome, key, now);
 
+    let step = Step {
+        license,
+        namespace,
+        name: &name,
+        ctx,
+        now,
+    };
     let targets = rollout::resolve(&ctx.client, license, &ctx.settings.rollout).await?;
-    let usage = measure_seats(license, namespace, &name, &targets, &mut outcome, ctx, now).await?;
-    let token = chosen.token.as_deref();
-    let summary = roll_out(license, namespace, &name, &targets, key, token, &mut outcome, ctx, now).await?;
-    assess_consumers(license, namespace, &name, &targets, &mut outcome, ctx, now);
+    let usage = step.measure_seats(&targets, &mut outcome).await?;
+    let summary = step
+        .roll_out(&targets, key, chosen.token.as_deref(), &mut outcome)
+        .await?;
+    step.assess_consumers(&targets, &mut outcome);
     status::with_kstatus(&mut outcome.status, prev, key, summary.as_ref(), usage.as_ref(), now);
 
     if prev != Some(&outcome.status) {
@@ -118,83 +126,67 @@ fn earliest(a: Option<Timestamp>, b: Option<Timestamp>) -> Option<Timestamp> {
     }
 }
 
-async fn measure_seats(
-    license: &License,
-    namespace: &str,
-    name: &str,
-    targets: &Targets,
-    outcome: &mut Outcome,
-    ctx: &Context,
+/// The License being reconciled, for the steps after the decision on its key.
+struct Step<'a> {
+    license: &'a License,
+    namespace: &'a str,
+    name: &'a str,
+    ctx: &'a Context,
     now: Timestamp,
-) -> Result<Option<SeatUsage>, Error> {
-    let usage = seats::measure(&ctx.client, license, targets).await?;
-    let events = status::with_seats(&mut outcome.status, license.status.as_ref(), usage.as_ref(), now);
-    outcome.events.extend(events);
-    let seats = outcome.status.seats.as_ref();
-    ctx.metrics.seats(
-        namespace,
-        name,
-        seats.and_then(|s| s.entitled),
-        seats.and_then(|s| s.used),
-    );
-    Ok(usage)
 }
 
-#[allow(clippy::too_many_arguments)]
-async fn roll_out(
-    license: &License,
-    namespace: &str,
-    name: &str,
-    targets: &Targets,
-    key: &KeyOutcome,
-    token: Option<&[u8]>,
-    outcome: &mut Outcome,
-    ctx: &Context,
-    now: Timestamp,
-) -> Result<Option<RolloutSummary>, Error> {
-    // Only a verified key is ever rolled out; without one, targets keep the last good content.
-    let rolled = match (key, token) {
-        (KeyOutcome::Verified(verified), Some(token)) => Some(content(token, verified, &outcome.status)),
-        _ => None,
-    };
-    let settings = &ctx.settings.rollout;
-    let summary = rollout::roll_out(&ctx.client, license, targets, rolled.as_ref(), settings).await?;
-    ctx.metrics
-        .rollout(namespace, name, summary.as_ref().map(|r| r.rolled_out()));
-    let events = status::with_rollout(&mut outcome.status, license.status.as_ref(), summary.as_ref(), now);
-    outcome.events.extend(events);
-    Ok(summary)
-}
+impl Step<'_> {
+    fn prev(&self) -> Option<&LicenseStatus> {
+        self.license.status.as_ref()
+    }
 
-/// Who reads the targets, from the Pod index: no API call.
-fn assess_consumers(
-    license: &License,
-    namespace: &str,
-    name: &str,
-    targets: &Targets,
-    outcome: &mut Outcome,
-    ctx: &Context,
-    now: Timestamp,
-) {
-    let since = outcome
-        .status
-        .rollout
-        .as_ref()
-        .and_then(|r| r.revision_since.as_deref())
-        .and_then(|t| t.parse().ok());
-    let report = match targets {
-        Ok(t) if !t.is_empty() && outcome.status.rollout.is_some() => ctx.consumers.assess(t, since),
-        _ => None,
-    };
-    let events = status::with_consumers(&mut outcome.status, license.status.as_ref(), report.as_ref(), now);
-    outcome.events.extend(events);
-    let restart_required = outcome
-        .status
-        .rollout
-        .as_ref()
-        .and_then(|r| r.consumers.as_ref())
-        .map(|c| c.restart_required);
-    ctx.metrics.consumers(namespace, name, restart_required);
+    async fn measure_seats(&self, targets: &Targets, outcome: &mut Outcome) -> Result<Option<SeatUsage>, Error> {
+        let usage = seats::measure(&self.ctx.client, self.license, targets).await?;
+        let events = status::with_seats(&mut outcome.status, self.prev(), usage.as_ref(), self.now);
+        outcome.events.extend(events);
+        let seats = outcome.status.seats.as_ref();
+        let (entitled, used) = (seats.and_then(|s| s.entitled), seats.and_then(|s| s.used));
+        self.ctx.metrics.seats(self.namespace, self.name, entitled, used);
+        Ok(usage)
+    }
+
+    async fn roll_out(
+        &self,
+        targets: &Targets,
+        key: &KeyOutcome,
+        token: Option<&[u8]>,
+        outcome: &mut Outcome,
+    ) -> Result<Option<RolloutSummary>, Error> {
+        // Only a verified key is ever rolled out; without one, targets keep the last good content.
+        let rolled = match (key, token) {
+            (KeyOutcome::Verified(verified), Some(token)) => Some(content(token, verified, &outcome.status)),
+            _ => None,
+        };
+        let settings = &self.ctx.settings.rollout;
+        let summary = rollout::roll_out(&self.ctx.client, self.license, targets, rolled.as_ref(), settings).await?;
+        let rolled_out = summary.as_ref().map(|r| r.rolled_out());
+        self.ctx.metrics.rollout(self.namespace, self.name, rolled_out);
+        let events = status::with_rollout(&mut outcome.status, self.prev(), summary.as_ref(), self.now);
+        outcome.events.extend(events);
+        Ok(summary)
+    }
+
+    /// Who reads the targets, from the Pod index: no API call.
+    fn assess_consumers(&self, targets: &Targets, outcome: &mut Outcome) {
+        let rollout = outcome.status.rollout.as_ref();
+        let since = rollout
+            .and_then(|r| r.revision_since.as_deref())
+            .and_then(|t| t.parse().ok());
+        let report = match targets {
+            Ok(t) if !t.is_empty() && rollout.is_some() => self.ctx.consumers.assess(t, since),
+            _ => None,
+        };
+        let events = status::with_consumers(&mut outcome.status, self.prev(), report.as_ref(), self.now);
+        outcome.events.extend(events);
+        let rollout = outcome.status.rollout.as_ref();
+        let restart_required = rollout.and_then(|r| r.consumers.as_ref()).map(|c| c.restart_required);
+        self.ctx.metrics.consumers(self.namespace, self.name, restart_required);
+    }
 }
 
 /// Writes the status as a JSON merge patch that sets every field of the new status and removes,

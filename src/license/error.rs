@@ -55,36 +55,41 @@ impl VerifyError {
     }
 }
 
+/// One error of every kind, for tests here and in the layers that map them.
+#[cfg(test)]
+pub(crate) fn one_of_each() -> Vec<VerifyError> {
+    vec![
+        VerifyError::malformed("bad base64"),
+        VerifyError::TooLarge { len: 70000, max: 65536 },
+        VerifyError::UnsupportedAlgorithm { alg: "none".into() },
+        VerifyError::UnknownKeyId {
+            kid: "x".into(),
+            known: "a, b".into(),
+        },
+        VerifyError::NoTrustedKeys,
+        VerifyError::SignatureInvalid {
+            key_id: Some("k".into()),
+        },
+        VerifyError::SignatureInvalid { key_id: None },
+        VerifyError::ProductMismatch {
+            expected: "a".into(),
+            actual: "b".into(),
+        },
+        VerifyError::NotYetValid {
+            not_before: Timestamp::UNIX_EPOCH,
+            now: Timestamp::UNIX_EPOCH,
+            leeway_seconds: 60,
+        },
+    ]
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
     fn messages_are_single_lines() {
-        let errors = [
-            VerifyError::malformed("bad base64"),
-            VerifyError::TooLarge { len: 70000, max: 65536 },
-            VerifyError::UnsupportedAlgorithm { alg: "none".into() },
-            VerifyError::UnknownKeyId {
-                kid: "x".into(),
-                known: "a, b".into(),
-            },
-            VerifyError::NoTrustedKeys,
-            VerifyError::SignatureInvalid {
-                key_id: Some("k".into()),
-            },
-            VerifyError::SignatureInvalid { key_id: None },
-            VerifyError::ProductMismatch {
-                expected: "a".into(),
-                actual: "b".into(),
-            },
-            VerifyError::NotYetValid {
-                not_before: Timestamp::UNIX_EPOCH,
-                now: Timestamp::UNIX_EPOCH,
-                leeway_seconds: 60,
-            },
-        ];
-        for e in errors {
+        for e in one_of_each() {
             let msg = e.to_string();
             assert!(!msg.contains('\n'), "{msg}");
             assert!(!e.reason().is_empty());

@@ -15,6 +15,8 @@ mod verify;
 
 pub use claims::{Audience, Claims, ExtraClaims, Header, MAX_POLICY_SECONDS, REGISTERED_CLAIMS};
 pub use error::VerifyError;
+#[cfg(test)]
+pub(crate) use error::one_of_each as one_error_of_each_kind;
 pub use fingerprint::{Fingerprint, sha256_hex_prefix};
 pub use issue::{IssueError, issue};
 pub use keys::{KeyError, KeySet, TrustedKey};

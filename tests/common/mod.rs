@@ -235,6 +235,34 @@ pub fn skip(test: &str, reason: &str) {
     }
 }
 
+/// Lets the non-admin `developer` author Licenses and the given core resources (e.g. `secrets`)
+/// in `namespace`, and nothing else: a tenant of the cluster.
+pub async fn grant_license_author(admin: &Client, namespace: &str, resources: &[&str]) {
+    use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
+    let role: Role = serde_json::from_value(serde_json::json!({
+        "metadata": {"name": "license-author"},
+        "rules": [
+            {"apiGroups": ["keyward.dev"], "resources": ["licenses"], "verbs": ["get", "list", "watch", "create", "update", "patch", "delete"]},
+            {"apiGroups": [""], "resources": resources, "verbs": ["get", "list", "create", "update", "patch", "delete"]}
+        ]
+    }))
+    .unwrap();
+    Api::<Role>::namespaced(admin.clone(), namespace)
+        .create(&PostParams::default(), &role)
+        .await
+        .unwrap();
+    let binding: RoleBinding = serde_json::from_value(serde_json::json!({
+        "metadata": {"name": "license-author"},
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "license-author"},
+        "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": "developer"}]
+    }))
+    .unwrap();
+    Api::<RoleBinding>::namespaced(admin.clone(), namespace)
+        .create(&PostParams::default(), &binding)
+        .await
+        .unwrap();
+}
+
 /// The non-admin user's client, or a recorded skip where this cluster has none.
 pub async fn developer_client_or_skip(test: &str) -> Option<Client> {
     let client = developer_client().await;

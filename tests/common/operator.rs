@@ -338,6 +338,24 @@ pub fn condition(l: &License, type_: &str) -> Option<(String, String)> {
     l.status_condition(type_).map(|c| (c.status.clone(), c.reason.clone()))
 }
 
+/// A License `name` for product `zizq` whose key is in Secret `lic`, rolled out to `targets`.
+pub async fn create_license_with_targets(
+    client: &Client,
+    namespace: &str,
+    name: &str,
+    targets: serde_json::Value,
+) -> License {
+    create_license_from(
+        client,
+        namespace,
+        json!({
+            "apiVersion": "keyward.dev/v1alpha1", "kind": "License", "metadata": {"name": name},
+            "spec": {"secretRef": {"name": "lic"}, "product": "zizq", "rollout": {"targets": targets}}
+        }),
+    )
+    .await
+}
+
 /// Creates a License from a full manifest (for rollout specs and labels).
 pub async fn create_license_from(client: &Client, namespace: &str, manifest: serde_json::Value) -> License {
     let licenses: Api<License> = Api::namespaced(client.clone(), namespace);

@@ -41,18 +41,14 @@ if generation ~= nil and observed ~= nil and observed < generation then
   return hs
 end
 
-local stalled = condition("Stalled")
-if stalled ~= nil and stalled.status == "True" then
-  hs.status = "Degraded"
-  hs.message = stalled.reason .. ": " .. (stalled.message or "")
-  return hs
-end
-
-local reconciling = condition("Reconciling")
-if reconciling ~= nil and reconciling.status == "True" then
-  hs.status = "Progressing"
-  hs.message = reconciling.reason .. ": " .. (reconciling.message or "")
-  return hs
+-- kstatus's abnormal-true conditions come first: Stalled, then Reconciling.
+for _, abnormal in ipairs({ { "Stalled", "Degraded" }, { "Reconciling", "Progressing" } }) do
+  local c = condition(abnormal[1])
+  if c ~= nil and c.status == "True" then
+    hs.status = abnormal[2]
+    hs.message = c.reason .. ": " .. (c.message or "")
+    return hs
+  end
 end
 
 local state = obj.status.state

@@ -8,7 +8,11 @@ ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$ROOT"
 export PATH=$ROOT/bin:$PATH
 
-step() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
+if [ -t 1 ]; then
+  step() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
+else
+  step() { printf '\n== %s\n' "$*"; }
+fi
 run() { printf '$ %s\n' "$*" >&2; "$@"; }
 # A pipeline, shown as the user would type it.
 pipe() { printf '$ %s\n' "$1" >&2; bash -c "$1"; }

@@ -373,7 +373,7 @@ fn condition_lines(status: &LicenseStatus, p: &Paint) -> Vec<String> {
     let mut lines = vec!["  Conditions:".to_string()];
     lines.extend(status.conditions.iter().map(|c| {
         format!(
-            "    {:<10} {:<7} {:<18} {}",
+            "    {:<13} {:<7} {:<18} {}",
             c.type_,
             p.condition(&c.status),
             c.reason,
@@ -413,10 +413,14 @@ fn rollout_lines(status: &LicenseStatus, p: &Paint) -> Vec<String> {
         format!("    {}/{}  {state}{pods}", t.namespace, t.secret_name)
     }));
     if let Some(c) = &rollout.consumers {
-        lines.push(format!(
-            "  Consumers:   {} live, {} need a restart to see the current key",
-            c.live, c.restart_required
-        ));
+        lines.push(if c.live + c.restart_required == 0 {
+            "  Consumers:   no running Pod reads the target Secrets".to_string()
+        } else {
+            format!(
+                "  Consumers:   {} live, {} need a restart to see the current key",
+                c.live, c.restart_required
+            )
+        });
         lines.extend(c.pods.iter().map(|pod| {
             format!(
                 "    {}/{}  {} (reads {} through {})",
@@ -503,7 +507,7 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("(in 12days)"), "{text}");
-        assert!(text.contains("Ready      True    ExpiresSoon"), "{text}");
+        assert!(text.contains("Ready         True    ExpiresSoon"), "{text}");
         assert!(
             text.contains("a/s  up to date, 3 pods nudged") && text.contains("b/s  TargetConflict"),
             "{text}"

@@ -238,16 +238,31 @@ fn null_removed_fields(old: &Value, new: &mut Value) {
     }
 }
 
+/// Every License is looked at again within about an hour even when nothing is due, so an event
+/// missed for any reason can never leave it stale for good. Jittered by up to a tenth, so the
+/// Licenses of a large installation do not all come due together. An unchanged License costs
+/// reads only: its status is not rewritten.
+const SAFETY_RESYNC: std::time::Duration = std::time::Duration::from_secs(3600);
+
+fn safety_resync() -> std::time::Duration {
+    let mut byte = [0u8; 1];
+    let fraction = getrandom::fill(&mut byte).map_or(0.5, |()| f64::from(byte[0]) / 255.0);
+    SAFETY_RESYNC.mul_f64(0.9 + fraction / 5.0)
+}
+
 fn sleep_until(wake_at: Option<Timestamp>) -> Action {
-    match wake_at {
-        Some(at) => Action::requeue(
-            at.duration_since(Timestamp::now())
-                .checked_add(WAKE_MARGIN)
-                .unwrap_or(WAKE_MARGIN)
-                .unsigned_abs(),
-        ),
-        None => Action::await_change(),
-    }
+    Action::requeue(next_look(wake_at, Timestamp::now(), safety_resync()))
+}
+
+/// How long until the next reconcile: the next instant anything is due, at most `resync`.
+fn next_look(wake_at: Option<Timestamp>, now: Timestamp, resync: std::time::Duration) -> std::time::Duration {
+    let due = wake_at.map(|at| {
+        at.duration_since(now)
+            .checked_add(WAKE_MARGIN)
+            .unwrap_or(WAKE_MARGIN)
+            .unsigned_abs()
+    });
+    due.map_or(resync, |d| d.min(resync))
 }
 
 async fn cleanup(license: &License, namespace: &str, ctx: &Context) -> Result<Action, Error> {
@@ -325,6 +340,25 @@ mod tests {
         assert_eq!(
             status_patch(None, &new),
             json!({"status": serde_json::to_value(&new).unwrap()})
+        );
+    }
+
+    #[test]
+    fn every_license_is_looked_at_again_within_about_an_hour() {
+        let (low, high) = (SAFETY_RESYNC.mul_f64(0.9), SAFETY_RESYNC.mul_f64(1.1));
+        let now = Timestamp::now();
+        for _ in 0..50 {
+            let resync = safety_resync();
+            assert!(resync >= low && resync <= high, "{resync:?}");
+            assert_eq!(next_look(None, now, resync), resync, "nothing due: the safety resync");
+            let far = now + jiff::SignedDuration::from_hours(30 * 24);
+            assert_eq!(next_look(Some(far), now, resync), resync, "a transition a month away");
+        }
+        // A transition due sooner wins, just after its instant.
+        let soon = now + jiff::SignedDuration::from_secs(60);
+        assert_eq!(
+            next_look(Some(soon), now, SAFETY_RESYNC),
+            std::time::Duration::from_millis(60_100)
         );
     }
 }

@@ -16,6 +16,9 @@ reasons! {
     pub enum ProgressReason {
         /// The key is signed and trusted but starts later.
         WaitingForKey,
+        /// The Secret, or its data key, does not exist yet: created later by a person, a GitOps
+        /// tool or a secrets operator, it is picked up at once.
+        WaitingForSecret,
     }
 }
 
@@ -32,11 +35,20 @@ fn why(reason: impl Reason, message: &str) -> Why {
     }
 }
 
-/// What stops the License until someone acts: a refused key (other than one that merely starts
-/// later), a target Keyward may not or will not write, an invalid spec.
+/// Refusals that resolve by themselves: a key that starts later, a Secret not created yet.
+fn waiting(reason: KeyReason) -> Option<ProgressReason> {
+    match reason {
+        KeyReason::NotYetValid => Some(ProgressReason::WaitingForKey),
+        KeyReason::SecretNotFound | KeyReason::KeyNotFound => Some(ProgressReason::WaitingForSecret),
+        _ => None,
+    }
+}
+
+/// What stops the License until someone acts: a refused key (other than one that is only waiting),
+/// a target Keyward may not or will not write, an invalid spec.
 fn stalled(key: &KeyOutcome, rollout: Option<&RolloutSummary>, seats: Option<&SeatUsage>) -> Option<Why> {
     if let KeyOutcome::Refused(r) = key
-        && r.reason() != KeyReason::NotYetValid
+        && waiting(r.reason()).is_none()
     {
         return Some(why(r.reason(), r.message()));
     }
@@ -56,10 +68,8 @@ fn stalled(key: &KeyOutcome, rollout: Option<&RolloutSummary>, seats: Option<&Se
 
 fn reconciling(key: &KeyOutcome) -> Option<Why> {
     match key {
-        KeyOutcome::Refused(r) if r.reason() == KeyReason::NotYetValid => {
-            Some(why(ProgressReason::WaitingForKey, r.message()))
-        }
-        _ => None,
+        KeyOutcome::Refused(r) => waiting(r.reason()).map(|w| why(w, r.message())),
+        KeyOutcome::Verified(_) => None,
     }
 }
 

@@ -398,6 +398,11 @@ fn stalled_and_reconciling_are_present_only_while_true() {
         pending.condition("Stalled").is_none(),
         "a key that starts later needs nobody"
     );
+    for missing in ["SecretNotFound", "KeyNotFound"] {
+        let s = kstatus(&refusal(missing), None);
+        assert!(s.condition("Stalled").is_none(), "{missing}: the Secret may come later");
+        assert_eq!(s.condition("Reconciling").unwrap().reason, "WaitingForSecret");
+    }
     for (reason, stalls) in [
         (RolloutReason::TargetConflict, true),
         (RolloutReason::TargetNotAllowed, true),

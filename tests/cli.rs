@@ -438,3 +438,19 @@ fn inspect_says_when_a_key_expired() {
     assert!(line.contains("22days") && line.ends_with(" ago"), "{line}");
     assert!(!text.contains("remaining:") && !text.contains("-22"), "{text}");
 }
+
+/// `--prefix cz_ent` and `--prefix cz_ent_` mean the same prefix.
+#[test]
+fn a_prefix_may_be_given_with_or_without_its_final_underscore() {
+    let dir = tempfile::tempdir().unwrap();
+    keygen(dir.path(), "vendor", None);
+    for prefix in ["cz_ent", "cz_ent_"] {
+        let token = issue(dir.path(), &["--perpetual", "--format", "prefixed", "--prefix", prefix]);
+        assert!(
+            token.starts_with("cz_ent_") && !token.starts_with("cz_ent__"),
+            "{prefix}: {token}"
+        );
+        let (code, json) = inspect_json(dir.path(), &[&token, "--public-key", "vendor.pub"]);
+        assert_eq!((code, json["format"].as_str()), (0, Some("cz_ent_")), "{json}");
+    }
+}

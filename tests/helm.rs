@@ -350,3 +350,28 @@ async fn tenant_cannot_touch_the_trusted_keys(admin: &kube::Client, operator_ns:
         );
     }
 }
+
+/// A vendor's JWK Set given as a `trustedKeys` value lands in the ConfigMap as a `.jwk` entry,
+/// verbatim, for the operator to read by content.
+#[test]
+fn trusted_keys_take_a_jwk_set() {
+    let dir = tempfile::tempdir().unwrap();
+    let jwks = r#"{"keys": [{"kty": "OKP", "crv": "Ed25519", "kid": "vendor-2027", "x": "11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo"}]}"#;
+    let file = dir.path().join("vendor.jwks");
+    std::fs::write(&file, jwks).unwrap();
+    let (ok, text) = helm(&[
+        "template",
+        "kw",
+        &chart(),
+        "--set-file",
+        &format!("trustedKeys.vendor={}", file.display()),
+    ]);
+    assert!(ok, "{text}");
+    let cm = text
+        .split("\n---")
+        .filter_map(|d| serde_yaml_ng::from_str::<Value>(d).ok())
+        .find(|d| d["kind"] == "ConfigMap")
+        .expect("the trusted keys ConfigMap");
+    assert_eq!(cm["data"]["vendor.jwk"].as_str().map(str::trim), Some(jwks));
+    assert!(cm["data"].get("vendor.pem").is_none());
+}

@@ -12,6 +12,10 @@
 #                                  implementation the interop tests check against); print its path
 #   hack/envtest.sh stop-apiserver DIR | start-apiserver DIR | stop-etcd DIR | start-etcd DIR
 #                                  fault injection for the reliability tests
+#   hack/envtest.sh etcd-snapshot DIR FILE | etcd-restore DIR FILE | etcd-wipe DIR
+#                                  disaster recovery: save etcd to FILE; stop the API server and
+#                                  etcd, restore FILE into a new data directory (or start from an
+#                                  empty one), and start both again (Debian's etcd-client)
 #
 # Binaries, in order of preference:
 #   KUBE_APISERVER_BIN / ETCD_BIN / KUBECTL_BIN / HELM_BIN   explicit paths
@@ -159,7 +163,7 @@ find_kubectl() {
 
 cmd_tools() {
   mkdir -p "$CACHE" "$ROOT/bin"
-  apt_install openssl curl ca-certificates strace lua5.1 lua-cjson
+  apt_install openssl curl ca-certificates strace lua5.1 lua-cjson etcd-client
   local apiserver etcd layer
   apiserver=$(find_apiserver)
   etcd=$(find_etcd)
@@ -328,6 +332,30 @@ cmd_start() {
   fi
 }
 
+etcd_endpoint() { echo "http://127.0.0.1:$(cat "$1/etcd.port")"; }
+
+cmd_etcd_snapshot() {
+  local d=${1:?DIR} file=${2:?FILE}
+  ETCDCTL_API=3 etcdctl --endpoints "$(etcd_endpoint "$d")" snapshot save "$file" >&2
+}
+
+# Replaces etcd's data with FILE's (or nothing), as a disaster recovery does: every
+# resourceVersion goes back in time under the running clients.
+replace_etcd_data() {
+  local d=$1 file=${2:-}
+  stop_pidfile "$d/apiserver.pid"
+  stop_pidfile "$d/etcd.pid"
+  rm -rf "$d/etcd-data"
+  if [ -n "$file" ]; then
+    local pport; pport=$(cat "$d/etcd.peer-port")
+    ETCDCTL_API=3 etcdctl snapshot restore "$file" --data-dir "$d/etcd-data" --name envtest \
+      --initial-cluster "envtest=http://127.0.0.1:$pport" \
+      --initial-advertise-peer-urls "http://127.0.0.1:$pport" >&2
+  fi
+  start_etcd "$d"
+  start_apiserver "$d"
+}
+
 cmd_stop() {
   local d=${1:-$DEFAULT_DIR}
   [ -d "$d" ] || return 0
@@ -345,6 +373,9 @@ case "${1:-}" in
   start-apiserver) start_apiserver "${2:?DIR}" ;;
   stop-etcd) stop_pidfile "${2:?DIR}/etcd.pid" ;;
   start-etcd) start_etcd "${2:?DIR}" ;;
+  etcd-snapshot) cmd_etcd_snapshot "${2:?DIR}" "${3:?FILE}" ;;
+  etcd-restore) replace_etcd_data "${2:?DIR}" "${3:?FILE}" ;;
+  etcd-wipe) replace_etcd_data "${2:?DIR}" ;;
   kubectl-path) find_kubectl ;;
   jose-python) mkdir -p "$CACHE"; find_jose_python ;;
   *) sed -n '2,20p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 2 ;;

@@ -11,6 +11,7 @@ pub mod key_source;
 pub mod leader;
 pub mod reconcile;
 mod ref_index;
+mod rewind;
 pub mod rollout;
 pub mod seats;
 pub mod status;
@@ -21,8 +22,7 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures::StreamExt;
-use futures::channel::mpsc::UnboundedReceiver;
+use futures::{FutureExt, StreamExt};
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Pod, Secret};
 use kube::core::PartialObjectMeta;
 use kube::runtime::events::Reporter;
@@ -68,7 +68,8 @@ where
     }
 }
 
-/// Runs the controller until `shutdown` resolves.
+/// Runs the controller until `shutdown` resolves. Should the cluster's state go back in time
+/// (etcd restored), it starts over with fresh watches; readiness is false meanwhile.
 pub async fn run(
     client: Client,
     options: RunOptions,
@@ -77,6 +78,7 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send + Sync + 'static,
 ) {
     let namespace = options.namespace.clone();
+    let license_selector = options.license_selector.clone();
     let trust_changes = watch_trust(&options, &metrics);
     let context = Arc::new(Context {
         client: client.clone(),
@@ -94,51 +96,104 @@ pub async fn run(
         consumers: consumers::ConsumerIndex::default(),
         settings: options.settings,
     });
-    let controller = build(&context, namespace.as_deref(), options.license_selector.as_deref())
-        .reconcile_all_on(trust_changes)
-        .trigger_backoff(backoff::WatchBackoff::default())
-        .with_config(controller::Config::default().concurrency(RECONCILE_CONCURRENCY))
-        .graceful_shutdown_on(shutdown);
-    report_ready_when_synced(controller.store(), ready);
+    let shutdown = shutdown.shared();
     sweep_orphans(&context.client, namespace.as_deref()).await;
-    info!(
-        namespace = namespace.as_deref().unwrap_or("<all>"),
-        "controller started"
-    );
-    controller
-        .run(reconcile::reconcile, reconcile::error_policy, context)
-        .for_each(|_| futures::future::ready(()))
-        .await;
+    loop {
+        let (controller, pod_watch) = build(&context, namespace.as_deref(), license_selector.as_deref());
+        let (rewound_tx, rewound_rx) = futures::channel::oneshot::channel();
+        let watchdog = tokio::spawn({
+            let (client, namespace, seen) = (client.clone(), namespace.clone(), controller.store());
+            async move {
+                let _ = rewound_tx.send(rewind::watch(client, namespace, seen).await);
+            }
+        });
+        let stop = futures::future::select(shutdown.clone(), rewound_rx);
+        let rewound = Arc::new(std::sync::Mutex::new(None));
+        let stop = {
+            let rewound = rewound.clone();
+            async move {
+                if let futures::future::Either::Right((Ok(r), _)) = stop.await {
+                    *rewound.lock().unwrap_or_else(|e| e.into_inner()) = Some(r);
+                }
+            }
+        };
+
+        let controller = controller
+            .reconcile_all_on(trust_changes.subscribe())
+            .trigger_backoff(backoff::WatchBackoff::default())
+            .with_config(controller::Config::default().concurrency(RECONCILE_CONCURRENCY))
+            .graceful_shutdown_on(stop);
+        report_ready_when_synced(controller.store(), ready.clone());
+        info!(
+            namespace = namespace.as_deref().unwrap_or("<all>"),
+            "controller started"
+        );
+        controller
+            .run(reconcile::reconcile, reconcile::error_policy, context.clone())
+            .for_each(|_| futures::future::ready(()))
+            .await;
+        watchdog.abort();
+        pod_watch.abort();
+        let Some(r) = rewound.lock().unwrap_or_else(|e| e.into_inner()).take() else {
+            break;
+        };
+        ready.set_not_ready();
+        context.metrics.watch_resync();
+        warn!(
+            from = r.from,
+            to = r.to,
+            "the cluster's resourceVersion went back (etcd restored?); starting over with fresh watches"
+        );
+    }
     info!("controller stopped");
 }
 
-/// Re-reads the trusted keys while running; yields once per change so every License is re-verified.
-fn watch_trust(options: &RunOptions, metrics: &Arc<Metrics>) -> UnboundedReceiver<()> {
+/// Trusted-key changes, for each controller the run starts.
+struct TrustChanges(tokio::sync::watch::Receiver<u64>);
+
+impl TrustChanges {
+    /// A stream that yields once per change from now on.
+    fn subscribe(&self) -> impl futures::Stream<Item = ()> + Send + 'static {
+        let mut rx = self.0.clone();
+        rx.mark_unchanged();
+        futures::stream::unfold(rx, |mut rx| async move {
+            rx.changed().await.ok()?;
+            Some(((), rx))
+        })
+    }
+}
+
+/// Re-reads the trusted keys while running; every change re-verifies every License.
+fn watch_trust(options: &RunOptions, metrics: &Arc<Metrics>) -> TrustChanges {
     metrics.trusted_keys(options.trust.current().len());
     if options.trust.current().is_empty() {
         warn!("no trusted vendor keys are configured: every License will be Invalid (NoTrustedKeys)");
     }
-    let (trust_changed, trust_changes) = futures::channel::mpsc::unbounded::<()>();
+    let (trust_changed, trust_changes) = tokio::sync::watch::channel(0u64);
     let (metrics_ok, metrics_err) = (metrics.clone(), metrics.clone());
     tokio::spawn(options.trust.clone().watch(
         options.trust_reload_interval,
         move |keys| {
             info!(keys = ?keys.ids(), "trusted vendor keys changed; re-verifying every License");
             metrics_ok.trusted_keys(keys.len());
-            let _ = trust_changed.unbounded_send(());
+            trust_changed.send_modify(|n| *n += 1);
         },
         move |e| {
             warn!(error = %e, "could not re-read the trusted keys; keeping the keys in force");
             metrics_err.trust_reload_failed();
         },
     ));
-    trust_changes
+    TrustChanges(trust_changes)
 }
 
 /// The controller over Licenses, woken also by the objects they reference. Metadata-only
 /// watches: memory does not grow with the payloads of unrelated objects; what a License
 /// references is read on demand in the reconcile.
-fn build(context: &Arc<Context>, namespace: Option<&str>, license_selector: Option<&str>) -> Controller<License> {
+fn build(
+    context: &Arc<Context>,
+    namespace: Option<&str>,
+    license_selector: Option<&str>,
+) -> (Controller<License>, tokio::task::JoinHandle<()>) {
     let client = &context.client;
     let license_watch = match license_selector {
         Some(selector) => watcher::Config::default().labels(selector),
@@ -150,7 +205,7 @@ fn build(context: &Arc<Context>, namespace: Option<&str>, license_selector: Opti
     // Pods are watched once, in full, by `consumers::watch_pods`: it keeps only who reads which
     // Secret, and asks for the reconciles (seats and consumers) itself.
     let (wake, woken) = futures::channel::mpsc::unbounded();
-    tokio::spawn(consumers::watch_pods(
+    let pod_watch = tokio::spawn(consumers::watch_pods(
         api::<Pod>(client, namespace),
         context.consumers.clone(),
         controller.store(),
@@ -169,12 +224,13 @@ fn build(context: &Arc<Context>, namespace: Option<&str>, license_selector: Opti
             move |cm| triggers::config_map(&usage_index, &cm),
         );
     if namespace.is_some() {
-        return controller;
+        return (controller, pod_watch);
     }
     let namespaces: Api<PartialObjectMeta<Namespace>> = Api::all(client.clone());
-    controller.watches(namespaces, watcher::Config::default(), move |n| {
+    let controller = controller.watches(namespaces, watcher::Config::default(), move |n| {
         triggers::namespace(&licenses_for_namespaces, &n)
-    })
+    });
+    (controller, pod_watch)
 }
 
 fn report_ready_when_synced(store: Store<License>, ready: Readiness) {

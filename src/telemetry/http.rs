@@ -20,6 +20,9 @@ impl Readiness {
     pub fn set_ready(&self) {
         self.0.store(true, Ordering::SeqCst);
     }
+    pub fn set_not_ready(&self) {
+        self.0.store(false, Ordering::SeqCst);
+    }
     pub fn is_ready(&self) -> bool {
         self.0.load(Ordering::SeqCst)
     }

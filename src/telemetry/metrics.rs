@@ -44,6 +44,7 @@ pub struct Metrics {
     reconcile_duration: Histogram,
     trusted_keys: Gauge,
     trust_reload_errors: Counter,
+    watch_resyncs: Counter,
 }
 
 impl Default for Metrics {
@@ -62,6 +63,7 @@ impl Default for Metrics {
             reconcile_duration: Histogram::new(exponential_buckets(0.001, 2.0, 14)),
             trusted_keys: Gauge::default(),
             trust_reload_errors: Counter::default(),
+            watch_resyncs: Counter::default(),
             registry: Registry::default(),
         };
         registry.register(
@@ -100,6 +102,11 @@ impl Default for Metrics {
             m.consumers_restart_required.clone(),
         );
         registry.register("keyward_reconcile", "License reconciliations", m.reconciles.clone());
+        registry.register(
+            "keyward_watch_resyncs",
+            "Times the cluster's state went back in time (etcd restored) and every watch started over",
+            m.watch_resyncs.clone(),
+        );
         registry.register(
             "keyward_reconcile_errors",
             "License reconciliations that failed, by error",
@@ -213,6 +220,10 @@ impl Metrics {
                 self.consumers_restart_required.remove(&l);
             }
         }
+    }
+
+    pub fn watch_resync(&self) {
+        self.watch_resyncs.inc();
     }
 
     pub fn forget_license(&self, namespace: &str, name: &str) {

@@ -144,10 +144,16 @@ pub fn helm_bin() -> PathBuf {
 /// Runs `hack/envtest.sh ACTION DIR` on this binary's own control plane (fault injection), or
 /// returns `false` when the control plane is not ours to break.
 pub fn control_plane(action: &str) -> bool {
+    control_plane_with(action, &[])
+}
+
+/// [`control_plane`] with arguments after the directory (a snapshot file, say).
+pub fn control_plane_with(action: &str, args: &[&str]) -> bool {
     let Some(dir) = env().dir.as_ref() else { return false };
     let out = Command::new(repo_root().join("hack/envtest.sh"))
         .arg(action)
         .arg(dir)
+        .args(args)
         .output()
         .expect("run envtest.sh");
     assert!(

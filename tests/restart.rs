@@ -1,0 +1,94 @@
+//! A restart costs reads only: an operator starting over Licenses that are already reconciled
+//! checks every one of them and writes nothing, proven by the API server's own count of write
+//! requests. A test binary of its own, so that no other test writes meanwhile.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use keyward::api::License;
+use kube::Api;
+use serde_json::json;
+
+use common::operator::*;
+use common::{TestNamespace, client, eventually};
+
+const LICENSES: usize = 100;
+
+/// Write requests the API server has served, by `verb resource/subresource`.
+async fn writes(client: &kube::Client) -> std::collections::BTreeMap<String, u64> {
+    let request = http::Request::get("/metrics").body(Vec::new()).unwrap();
+    let text = client.request_text(request).await.expect("API server metrics");
+    let mut counts = std::collections::BTreeMap::new();
+    for line in text.lines().filter(|l| l.starts_with("apiserver_request_total{")) {
+        let label = |name: &str| {
+            line.split(&format!("{name}=\""))
+                .nth(1)
+                .and_then(|r| r.split('"').next())
+                .unwrap_or("")
+                .to_string()
+        };
+        let verb = label("verb");
+        if !matches!(verb.as_str(), "POST" | "PUT" | "PATCH" | "DELETE" | "APPLY") {
+            continue;
+        }
+        let value: f64 = line.rsplit(' ').next().and_then(|v| v.parse().ok()).unwrap_or(0.0);
+        let key = format!("{verb} {}/{}", label("resource"), label("subresource"));
+        *counts.entry(key).or_default() += value as u64;
+    }
+    counts
+}
+
+#[tokio::test]
+async fn a_restart_over_reconciled_licenses_writes_nothing() {
+    let client = client().await;
+    install_crd(&client).await;
+    let ns = TestNamespace::new("restart").await;
+    let vendor = Vendor::new("vendor-2026");
+    put_secret(&client, &ns.name, "lic", "license", vendor.token("zizq").as_bytes()).await;
+    for i in 0..LICENSES {
+        let target = json!([{"secretName": format!("zizq-license-{i}")}]);
+        create_license_with_targets(&client, &ns.name, &format!("zizq-{i}"), target).await;
+    }
+    let mut first = Operator::start(&ns.name, vendor.trust_dir.path(), &[]);
+    let licenses: Api<License> = Api::namespaced(client.clone(), &ns.name);
+    let settled = || async {
+        let list = licenses.list(&Default::default()).await.ok()?;
+        list.items
+            .iter()
+            .all(|l| condition(l, "RolledOut").is_some_and(|c| c.0 == "True"))
+            .then_some(())
+    };
+    eventually("every License rolled out", Duration::from_secs(60), settled).await;
+    // Events follow the status writes within milliseconds: wait until the count stands still.
+    let mut before = writes(&client).await;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let now = writes(&client).await;
+        if now == before {
+            break;
+        }
+        assert!(Instant::now() < deadline, "writes never settled");
+        before = now;
+    }
+    assert!(first.terminate().success());
+    // The first operator's shutdown writes nothing either (no Lease without --leader-elect).
+    assert_eq!(writes(&client).await, before, "shutting down wrote");
+
+    let started = Instant::now();
+    let second = Operator::start(&ns.name, vendor.trust_dir.path(), &[]);
+    second.wait_ready().await;
+    eventually("every License checked", Duration::from_secs(30), || async {
+        (second.metric("keyward_reconcile_total").unwrap_or(0.0) >= LICENSES as f64).then_some(())
+    })
+    .await;
+    let checked = started.elapsed();
+    eprintln!("restart over {LICENSES} reconciled Licenses: every one checked {checked:?} after start");
+    assert!(checked < Duration::from_secs(10), "{checked:?}");
+    // A write would follow its reconcile within milliseconds; two quiet seconds show none came.
+    common::holds_for("no write after the restart", Duration::from_secs(2), || async {
+        writes(&client).await == before
+    })
+    .await;
+}

@@ -14,8 +14,8 @@ use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use kube::{Api, Client};
 use serde_json::{Value, json};
 
+use common::eventually;
 use common::operator::*;
-use common::{TestNamespace, client, eventually};
 
 /// A running Pod reading `secret` the given way, started at `started`.
 async fn pod(client: &Client, ns: &str, name: &str, secret: &str, how: &str, started: Timestamp) {
@@ -68,17 +68,7 @@ async fn restart_events(client: &Client, ns: &str) -> usize {
 
 #[tokio::test]
 async fn pods_that_would_never_see_a_renewal_are_reported() {
-    let client = client().await;
-    install_crd(&client).await;
-    let ns = TestNamespace::new("consumers").await;
-    let vendor = Vendor::new("vendor-2026");
-    put_secret(&client, &ns.name, "lic", "license", vendor.token("zizq").as_bytes()).await;
-    create_license_with_targets(&client, &ns.name, "zizq", json!([{"secretName": "zizq-license"}])).await;
-    let operator = Operator::start(&ns.name, vendor.trust_dir.path(), &[]);
-    let l = wait_license(&client, &ns.name, "zizq", "rolled out", |l| {
-        condition(l, "RolledOut").is_some_and(|c| c.0 == "True")
-    })
-    .await;
+    let (client, ns, _vendor, operator, l) = rolled_out("consumers").await;
     let since: Timestamp = l
         .status
         .unwrap()

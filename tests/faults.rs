@@ -95,22 +95,6 @@ impl TargetAuditor {
     }
 }
 
-/// A License rolled out to one target in a fresh namespace, with its operator running.
-async fn rolled_out(prefix: &str) -> (Client, TestNamespace, Vendor, Operator, License) {
-    let client = client().await;
-    install_crd(&client).await;
-    let ns = TestNamespace::new(prefix).await;
-    let vendor = Vendor::new("vendor-2026");
-    put_secret(&client, &ns.name, "lic", "license", vendor.token("zizq").as_bytes()).await;
-    create_license_with_targets(&client, &ns.name, "zizq", json!([{"secretName": "zizq-license"}])).await;
-    let operator = Operator::start(&ns.name, vendor.trust_dir.path(), &[]);
-    let l = wait_license(&client, &ns.name, "zizq", "rolled out", |l| {
-        condition(l, "RolledOut").is_some_and(|c| c.0 == "True")
-    })
-    .await;
-    (client, ns, vendor, operator, l)
-}
-
 async fn target_token(client: &Client, ns: &str, name: &str) -> Option<String> {
     let s = Api::<Secret>::namespaced(client.clone(), ns)
         .get_opt(name)

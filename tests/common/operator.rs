@@ -389,3 +389,20 @@ pub fn run_id() -> String {
     getrandom::fill(&mut b).unwrap();
     b.iter().map(|b| format!("{b:02x}")).collect()
 }
+
+/// License `zizq` rolled out to one target (`zizq-license`) in a fresh namespace, with its
+/// operator running.
+pub async fn rolled_out(prefix: &str) -> (Client, super::TestNamespace, Vendor, Operator, License) {
+    let client = super::client().await;
+    install_crd(&client).await;
+    let ns = super::TestNamespace::new(prefix).await;
+    let vendor = Vendor::new("vendor-2026");
+    put_secret(&client, &ns.name, "lic", "license", vendor.token("zizq").as_bytes()).await;
+    create_license_with_targets(&client, &ns.name, "zizq", json!([{"secretName": "zizq-license"}])).await;
+    let operator = Operator::start(&ns.name, vendor.trust_dir.path(), &[]);
+    let l = wait_license(&client, &ns.name, "zizq", "rolled out", |l| {
+        condition(l, "RolledOut").is_some_and(|c| c.0 == "True")
+    })
+    .await;
+    (client, ns, vendor, operator, l)
+}

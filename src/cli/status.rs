@@ -13,6 +13,9 @@ use kube::{Api, ResourceExt};
 use serde_json::json;
 
 use crate::api::v1alpha1::{License, LicenseState, LicenseStatus, SeatsStatus};
+use crate::controller::finding::{ConditionType, Reason};
+use crate::controller::rollout::RolloutReason;
+use crate::controller::status::KeyStanding;
 use crate::license::humanize::relative;
 
 #[derive(Debug, clap::Args)]
@@ -302,10 +305,13 @@ fn keys_lines(status: &LicenseStatus, now: Timestamp, p: &Paint) -> Vec<String> 
     lines.push("  Keys:".into());
     lines.extend(status.keys.iter().map(|k| {
         let mark = if k.in_force { p.code("32", "*") } else { " ".into() };
-        let reason = match k.reason.as_str() {
-            "InForce" => p.code("32", &k.reason),
-            "Waiting" | "Superseded" => k.reason.clone(),
-            _ => p.code("31", &k.reason),
+        let standing = |s: KeyStanding| k.reason == s.as_str();
+        let reason = if k.in_force {
+            p.code("32", &k.reason)
+        } else if standing(KeyStanding::Waiting) || standing(KeyStanding::Superseded) {
+            k.reason.clone()
+        } else {
+            p.code("31", &k.reason)
         };
         let span = match (&k.starts_at, &k.expires_at) {
             (Some(s), Some(e)) => format!("{s} .. {e}"),
@@ -394,7 +400,9 @@ fn rollout_lines(status: &LicenseStatus, p: &Paint) -> Vec<String> {
         .as_ref()
         .map(|r| format!(" (revision {r})"))
         .unwrap_or_default();
-    let key_refused = status.condition("RolledOut").is_some_and(|c| c.reason == "KeyNotValid");
+    let key_refused = status
+        .condition(ConditionType::RolledOut.as_str())
+        .is_some_and(|c| c.reason == RolloutReason::KeyNotValid.as_str());
     let mut lines = vec![if key_refused {
         format!(
             "  Rollout:     the current key is not rolled out; {} target Secrets keep the last good key{revision}",

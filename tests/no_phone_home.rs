@@ -101,18 +101,7 @@ async fn the_operator_talks_only_to_the_api_server() {
         condition(l, "RolledOut").is_some_and(|c| c.0 == "True")
     })
     .await;
-    put_secret(
-        &client,
-        &ns.name,
-        "lic",
-        "license",
-        vendor.renewed("zizq", "enterprise").as_bytes(),
-    )
-    .await;
-    wait_license(&client, &ns.name, "zizq", "rotated", |l| {
-        l.status.as_ref().and_then(|s| s.tier.as_deref()) == Some("enterprise")
-    })
-    .await;
+    rotate_and_wait(&client, &ns.name, "zizq", &vendor, "enterprise").await;
     put_secret(&client, &ns.name, "lic", "license", b"not a license").await;
     wait_license(&client, &ns.name, "zizq", "refused", |l| {
         state(l).as_deref() == Some("Invalid")

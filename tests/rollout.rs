@@ -323,18 +323,7 @@ async fn two_replicas_elect_one_leader_and_fail_over() {
     let takeover = killed.elapsed();
     assert!(takeover < Duration::from_secs(11), "takeover took {takeover:?}");
     // And it reconciles: a rotation is picked up.
-    put_secret(
-        &client,
-        &ns.name,
-        "lic",
-        "license",
-        vendor.renewed("zizq", "enterprise").as_bytes(),
-    )
-    .await;
-    wait_license(&client, &ns.name, "zizq", "new leader reconciles", |l| {
-        l.status.as_ref().and_then(|s| s.tier.as_deref()) == Some("enterprise")
-    })
-    .await;
+    rotate_and_wait(&client, &ns.name, "zizq", &vendor, "enterprise").await;
     eprintln!("leader takeover after SIGKILL: {takeover:?}");
 
     // A leader asked to stop (SIGTERM) exits cleanly and releases its Lease; a third replica takes

@@ -406,3 +406,20 @@ pub async fn rolled_out(prefix: &str) -> (Client, super::TestNamespace, Vendor, 
     .await;
     (client, ns, vendor, operator, l)
 }
+
+/// Rotates License `name`'s key (Secret `lic`) to a renewal with `tier`, and waits until the
+/// License shows it.
+pub async fn rotate_and_wait(client: &Client, namespace: &str, name: &str, vendor: &Vendor, tier: &str) {
+    put_secret(
+        client,
+        namespace,
+        "lic",
+        "license",
+        vendor.renewed("zizq", tier).as_bytes(),
+    )
+    .await;
+    wait_license(client, namespace, name, &format!("rotated to {tier}"), |l| {
+        l.status.as_ref().and_then(|s| s.tier.as_deref()) == Some(tier)
+    })
+    .await;
+}

@@ -100,23 +100,24 @@ pub async fn run(
     sweep_orphans(&context.client, namespace.as_deref()).await;
     loop {
         let (controller, pod_watch) = build(&context, namespace.as_deref(), license_selector.as_deref());
-        let (rewound_tx, rewound_rx) = futures::channel::oneshot::channel();
+        // The watchdog reports a rewind itself, then stops this controller; the loop starts anew.
+        let (rewound_tx, rewound_rx) = futures::channel::oneshot::channel::<()>();
         let watchdog = tokio::spawn({
             let (client, namespace, seen) = (client.clone(), namespace.clone(), controller.store());
+            let (ready, metrics) = (ready.clone(), context.metrics.clone());
             async move {
-                let _ = rewound_tx.send(rewind::watch(client, namespace, seen).await);
+                let r = rewind::watch(client, namespace, seen).await;
+                ready.set_not_ready();
+                metrics.watch_resync();
+                warn!(
+                    from = r.from,
+                    to = r.to,
+                    "the cluster's resourceVersion went back (etcd restored?); starting over with fresh watches"
+                );
+                let _ = rewound_tx.send(());
             }
         });
-        let stop = futures::future::select(shutdown.clone(), rewound_rx);
-        let rewound = Arc::new(std::sync::Mutex::new(None));
-        let stop = {
-            let rewound = rewound.clone();
-            async move {
-                if let futures::future::Either::Right((Ok(r), _)) = stop.await {
-                    *rewound.lock().unwrap_or_else(|e| e.into_inner()) = Some(r);
-                }
-            }
-        };
+        let stop = futures::future::select(shutdown.clone(), rewound_rx).map(|_| ());
 
         let controller = controller
             .reconcile_all_on(trust_changes.subscribe())
@@ -134,16 +135,9 @@ pub async fn run(
             .await;
         watchdog.abort();
         pod_watch.abort();
-        let Some(r) = rewound.lock().unwrap_or_else(|e| e.into_inner()).take() else {
+        if shutdown.peek().is_some() {
             break;
-        };
-        ready.set_not_ready();
-        context.metrics.watch_resync();
-        warn!(
-            from = r.from,
-            to = r.to,
-            "the cluster's resourceVersion went back (etcd restored?); starting over with fresh watches"
-        );
+        }
     }
     info!("controller stopped");
 }

@@ -66,7 +66,9 @@ impl TrustStore {
                 return reload;
             }
         };
-        let mut loaded = self.inner.write().unwrap_or_else(|e| e.into_inner());
+        // Files are read without holding the lock: reconciles read the keys in force meanwhile.
+        // Only this store's watch task reloads, so nothing changes `by_file` in between.
+        let previous = self.inner.read().unwrap_or_else(|e| e.into_inner()).by_file.clone();
         let mut by_file = BTreeMap::new();
         for path in files {
             match read_trust_file(&path) {
@@ -75,12 +77,13 @@ impl TrustStore {
                 }
                 Err(e) => {
                     reload.errors.push(e);
-                    if let Some(previous) = loaded.by_file.get(&path) {
-                        by_file.insert(path, previous.clone());
+                    if let Some(keys) = previous.get(&path) {
+                        by_file.insert(path, keys.clone());
                     }
                 }
             }
         }
+        let mut loaded = self.inner.write().unwrap_or_else(|e| e.into_inner());
         match key_set(&by_file) {
             Ok(keys) if keys != *loaded.keys => {
                 *loaded = Loaded {

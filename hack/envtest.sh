@@ -7,6 +7,12 @@
 #                                  .envtest in the repository); print DIR/kubeconfig.
 #                                  With --owner-pid, the control plane stops by itself once PID exits,
 #                                  so a crashed test run never leaves processes behind.
+#   hack/envtest.sh start [DIR] --node [--images IMAGES]
+#                                  the same, plus a real node on loopback: containerd, kubelet,
+#                                  kube-controller-manager and kube-scheduler; every image tar of
+#                                  IMAGES (default target/images, from `make image-tars`) is imported.
+#                                  Pods must use hostNetwork: the node has no Pod network.
+#   hack/envtest.sh node-tools     install containerd/runc/CNI plugins, build the node binaries
 #   hack/envtest.sh stop [DIR]     stop exactly the processes that `start DIR` started
 #   hack/envtest.sh jose-python    install or locate a Python with joserfc (the independent JOSE
 #                                  implementation the interop tests check against); print its path
@@ -65,10 +71,15 @@ EOF
 
 # --- binaries -------------------------------------------------------------------------------------
 
-build_apiserver() {
-  local out=$CACHE/kube-apiserver-$K8S_SRC_VERSION
-  if [ -x "$out/kube-apiserver" ]; then echo "$out/kube-apiserver"; return; fi
-  log "building kube-apiserver $K8S_SRC_VERSION from Debian's source package (first run only, ~5 min)"
+# Builds the named commands of Debian's `kubernetes` source package into $CACHE/NAME-VERSION/
+# (once) and prints that directory.
+build_kubernetes() {
+  local name=$1; shift
+  local out=$CACHE/$name-$K8S_SRC_VERSION
+  if [ -f "$out/.complete" ] || { [ "$name" = kube-apiserver ] && [ -x "$out/kube-apiserver" ]; }; then
+    echo "$out"; return
+  fi
+  log "building $* $K8S_SRC_VERSION from Debian's source package (first run only, ~5 min)"
   apt_install dpkg-dev golang-1.19-go rsync golang-github-modern-go-reflect2-dev make
   enable_deb_src
   local work; work=$(mktemp -d "${TMPDIR:-/tmp}/keyward-k8s-build.XXXXXX")
@@ -83,13 +94,29 @@ build_apiserver() {
     cp -r "$reflect2" vendor/github.com/modern-go/reflect2
     export PATH=/usr/lib/go-1.19/bin:$PATH CGO_ENABLED=0 GOPATH=$work/gopath GOCACHE=$work/gocache GOFLAGS=-mod=vendor
     export KUBE_GIT_VERSION=v1.20.2 KUBE_GIT_TREE_STATE=clean
-    make WHAT=cmd/kube-apiserver >&2
-    mkdir -p "$out.tmp"
-    cp _output/bin/kube-apiserver "$out.tmp/"
+    make WHAT="$*" >&2
+    rm -rf "$out.tmp" && mkdir -p "$out.tmp"
+    local cmd
+    for cmd in "$@"; do cp "_output/bin/$(basename "$cmd")" "$out.tmp/"; done
+    # The node's Pods need a pause image; its binary is part of the same tree.
+    if [ -f build/pause/linux/pause.c ] && [ "$name" = kube-node ]; then
+      gcc -Os -static -o "$out.tmp/pause" build/pause/linux/pause.c
+    fi
+    touch "$out.tmp/.complete"
   )
+  rm -rf "$out"
   mv "$out.tmp" "$out"
   rm -rf "$work"
-  echo "$out/kube-apiserver"
+  echo "$out"
+}
+
+build_apiserver() { echo "$(build_kubernetes kube-apiserver cmd/kube-apiserver)/kube-apiserver"; }
+
+# kubelet, kube-controller-manager, kube-scheduler and the pause binary, from the same source
+# package as the API server.
+find_node_bins() {
+  if [ -n "${KUBE_NODE_BIN_DIR:-}" ]; then echo "$KUBE_NODE_BIN_DIR"; return; fi
+  build_kubernetes kube-node cmd/kubelet cmd/kube-controller-manager cmd/kube-scheduler
 }
 
 find_apiserver() {
@@ -183,6 +210,211 @@ cmd_tools() {
   printf 'kube-apiserver %s\netcd %s\nkubectl %s\nhelm %s\n' "$apiserver" "$etcd" "$ROOT/bin/kubectl" "$ROOT/bin/helm"
 }
 
+# --- node: containerd + kubelet + controller-manager + scheduler, all on loopback ------------------
+
+NODE_NAME=keyward-node
+PAUSE_IMAGE=localhost/keyward/pause:3.6
+# The kernel settings the kubelet insists on (it fails to start rather than run without them);
+# saved at start and put back at stop.
+KUBELET_SYSCTLS="vm.overcommit_memory kernel.panic kernel.panic_on_oops"
+
+write_containerd_config() {
+  local n=$1
+  cat >"$n/containerd.toml" <<EOF
+version = 2
+root = "$n/containerd/root"
+state = "$n/containerd/state"
+disabled_plugins = ["io.containerd.snapshotter.v1.aufs", "io.containerd.snapshotter.v1.btrfs",
+  "io.containerd.snapshotter.v1.zfs", "io.containerd.snapshotter.v1.devmapper",
+  "io.containerd.internal.v1.tracing", "io.containerd.tracing.processor.v1.otlp"]
+[grpc]
+  address = "$n/containerd.sock"
+[ttrpc]
+  address = "$n/containerd.sock.ttrpc"
+[plugins."io.containerd.internal.v1.opt"]
+  path = "$n/containerd/opt"
+[plugins."io.containerd.grpc.v1.cri"]
+  sandbox_image = "$PAUSE_IMAGE"
+  # Without it every sandbox fails: "failed to update /proc/self/oom_score_adj: Permission denied".
+  restrict_oom_score_adj = true
+  disable_apparmor = true
+  stream_server_address = "127.0.0.1"
+  stream_server_port = "0"
+  [plugins."io.containerd.grpc.v1.cri".cni]
+    bin_dir = "/usr/lib/cni"
+    conf_dir = "$n/cni"
+  [plugins."io.containerd.grpc.v1.cri".containerd]
+    default_runtime_name = "runc"
+    [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc]
+      runtime_type = "io.containerd.runc.v2"
+      [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc.options]
+        Root = "$n/runc"
+EOF
+  # Only the loopback plugin: the runtime's network is ready, and no Pod network, bridge or
+  # route ever exists. Pods therefore use hostNetwork.
+  mkdir -p "$n/cni"
+  printf '%s\n' '{"cniVersion": "0.4.0", "name": "keyward-loopback", "plugins": [{"type": "loopback"}]}' \
+    >"$n/cni/10-loopback.conflist"
+}
+
+write_kubelet_config() {
+  local d=$1 n=$1/node
+  cat >"$n/kubelet.yaml" <<EOF
+apiVersion: kubelet.config.k8s.io/v1beta1
+kind: KubeletConfiguration
+address: 127.0.0.1
+port: $(free_port)
+readOnlyPort: 0
+healthzBindAddress: 127.0.0.1
+healthzPort: $(free_port)
+authentication:
+  anonymous: {enabled: false}
+  webhook: {enabled: false}
+  x509: {clientCAFile: $d/ca.crt}
+authorization: {mode: AlwaysAllow}
+cgroupDriver: cgroupfs
+cgroupsPerQOS: false
+enforceNodeAllocatable: []
+failSwapOn: false
+makeIPTablesUtilChains: false
+serializeImagePulls: false
+imageGCHighThresholdPercent: 100
+imageGCLowThresholdPercent: 99
+evictionHard: {memory.available: "1Mi", nodefs.available: "1%", imagefs.available: "1%", nodefs.inodesFree: "1%"}
+EOF
+}
+
+start_containerd() {
+  local n=$1/node
+  setsid containerd --config "$n/containerd.toml" >>"$n/containerd.log" 2>&1 </dev/null &
+  echo $! >"$n/containerd.pid"
+  for _ in $(seq 1 100); do
+    if ctr --address "$n/containerd.sock" version >/dev/null 2>&1; then return 0; fi
+    sleep 0.1
+  done
+  die "containerd did not start; see $n/containerd.log"
+}
+
+# Imports every image tar of DIR (the pause image among them) into the node's CRI namespace.
+import_images() {
+  local d=$1 dir=$2 tar
+  [ -f "$dir/pause.tar" ] || die "no $dir/pause.tar: run 'make image-tars' first"
+  for tar in "$dir"/*.tar; do
+    ctr --address "$d/node/containerd.sock" -n k8s.io images import "$tar" >&2 \
+      || die "importing $tar into the node failed"
+  done
+}
+
+start_node_component() {
+  local d=$1 name=$2; shift 2
+  setsid "$@" >>"$d/node/$name.log" 2>&1 </dev/null &
+  echo $! >"$d/node/$name.pid"
+}
+
+save_kernel_settings() {
+  local n=$1 key
+  [ -f "$n/sysctl.saved" ] && return 0
+  for key in $KUBELET_SYSCTLS; do printf '%s=%s\n' "$key" "$(sysctl -n "$key")"; done >"$n/sysctl.saved"
+}
+
+restore_kernel_settings() {
+  local n=$1 line
+  [ -f "$n/sysctl.saved" ] || return 0
+  while read -r line; do sysctl -q -w "$line" >/dev/null 2>&1 || true; done <"$n/sysctl.saved"
+  rm -f "$n/sysctl.saved"
+}
+
+start_node() {
+  local d=$1 images=${2:-$ROOT/target/images}
+  local n=$d/node bins
+  bins=$(find_node_bins)
+  mkdir -p "$n"
+  write_containerd_config "$n"
+  write_kubelet_config "$d"
+  start_containerd "$d"
+  import_images "$d" "$images"
+  local port; port=$(cat "$d/apiserver.port")
+  local component
+  for component in kubelet controller-manager scheduler; do
+    write_kubeconfig "$d" "$port" "$component" "$(grep ",$component," "$d/tokens.csv" | cut -d, -f1)" "$n/kubeconfig-$component"
+  done
+  start_node_component "$d" controller-manager "$bins/kube-controller-manager" \
+    --kubeconfig "$n/kubeconfig-controller-manager" --bind-address 127.0.0.1 --port 0 --secure-port 0 \
+    --leader-elect=false --service-account-private-key-file "$d/sa.key" --root-ca-file "$d/ca.crt" \
+    --controllers '*,-csrsigning,-csrapproving,-csrcleaner,-nodeipam,-cloud-node-lifecycle,-route,-service'
+  start_node_component "$d" scheduler "$bins/kube-scheduler" \
+    --kubeconfig "$n/kubeconfig-scheduler" --bind-address 127.0.0.1 --port 0 --secure-port 0 --leader-elect=false
+  save_kernel_settings "$n"
+  start_node_component "$d" kubelet "$bins/kubelet" \
+    --config "$n/kubelet.yaml" --kubeconfig "$n/kubeconfig-kubelet" \
+    --container-runtime remote --container-runtime-endpoint "unix://$n/containerd.sock" \
+    --root-dir "$n/kubelet" --cert-dir "$n/kubelet-pki" --hostname-override "$NODE_NAME" --node-ip 127.0.0.1
+  wait_node_ready "$d"
+}
+
+wait_node_ready() {
+  local d=$1 kubectl status c
+  kubectl=$(find_kubectl)
+  for _ in $(seq 1 600); do
+    status=$("$kubectl" --kubeconfig "$d/kubeconfig" get node "$NODE_NAME" \
+      -o 'jsonpath={.status.conditions[?(@.type=="Ready")].status}' 2>/dev/null || true)
+    if [ "$status" = True ]; then return 0; fi
+    for c in containerd kubelet controller-manager scheduler; do
+      kill -0 "$(cat "$d/node/$c.pid")" 2>/dev/null || die "$c exited; see $d/node/$c.log"
+    done
+    sleep 0.2
+  done
+  die "node $NODE_NAME not Ready within 120 s; see $d/node/kubelet.log"
+}
+
+# Ends the node's Pods, then its processes, then unmounts what the kubelet and containerd mounted.
+stop_node() {
+  local d=$1 n=$1/node
+  [ -d "$n" ] || return 0
+  stop_pidfile "$n/kubelet.pid"
+  stop_pidfile "$n/scheduler.pid"
+  stop_pidfile "$n/controller-manager.pid"
+  if [ -S "$n/containerd.sock" ] && [ -f "$n/containerd.pid" ]; then
+    local c=(ctr --address "$n/containerd.sock" -n k8s.io) task container
+    for task in $("${c[@]}" tasks list -q 2>/dev/null); do
+      "${c[@]}" tasks kill -s SIGKILL "$task" >/dev/null 2>&1 || true
+    done
+    for task in $("${c[@]}" tasks list -q 2>/dev/null); do
+      for _ in $(seq 1 50); do "${c[@]}" tasks delete "$task" >/dev/null 2>&1 && break; sleep 0.1; done
+    done
+    for container in $("${c[@]}" containers list -q 2>/dev/null); do
+      "${c[@]}" containers delete "$container" >/dev/null 2>&1 || true
+    done
+  fi
+  stop_pidfile "$n/containerd.pid"
+  # Shims outlive containerd; theirs name this node's socket.
+  pkill -KILL -f "containerd-shim-runc-v2 .*-address $n/containerd.sock" 2>/dev/null || true
+  local m
+  while read -r m; do umount -l "$m" 2>/dev/null || true; done \
+    < <(awk -v p="$n/" 'index($2, p) == 1 {print $2}' /proc/mounts | sort -r)
+  remove_pod_logs "$n"
+  restore_kernel_settings "$n"
+}
+
+# The kubelet writes container logs under /var/log/pods whatever its root directory; remove
+# those of this node's Pods (and their /var/log/containers links).
+remove_pod_logs() {
+  local n=$1 uid link
+  [ -d "$n/kubelet/pods" ] || return 0
+  for uid in $(ls "$n/kubelet/pods"); do
+    rm -rf /var/log/pods/*_"$uid"
+  done
+  for link in /var/log/containers/*.log; do
+    [ -L "$link" ] && [ ! -e "$link" ] && rm -f "$link"
+  done
+  return 0
+}
+
+cmd_node_tools() {
+  apt_install containerd runc containernetworking-plugins gcc libc6-dev procps
+  find_node_bins
+}
+
 # --- control plane --------------------------------------------------------------------------------
 
 free_port() {
@@ -203,6 +435,11 @@ gen_certs() {
   printf 'subjectAltName=IP:127.0.0.1,DNS:localhost,DNS:kubernetes.default.svc\n' >"$d/san.ext"
   openssl x509 -req -in "$d/apiserver.csr" -CA "$d/ca.crt" -CAkey "$d/ca.key" -CAcreateserial \
     -days 3650 -extfile "$d/san.ext" -out "$d/apiserver.crt" 2>/dev/null
+  # The API server's identity towards the kubelet (logs, exec).
+  openssl req -newkey rsa:2048 -nodes -subj "/CN=kube-apiserver-kubelet-client/O=system:masters" \
+    -keyout "$d/kubelet-client.key" -out "$d/kubelet-client.csr" 2>/dev/null
+  openssl x509 -req -in "$d/kubelet-client.csr" -CA "$d/ca.crt" -CAkey "$d/ca.key" -CAcreateserial \
+    -days 3650 -out "$d/kubelet-client.crt" 2>/dev/null
   openssl genrsa -out "$d/sa.key" 2048 2>/dev/null
   openssl rsa -in "$d/sa.key" -pubout -out "$d/sa.pub" 2>/dev/null
 }
@@ -253,6 +490,7 @@ start_apiserver() {
   local d=$1 apiserver; apiserver=$(cat "$d/apiserver.bin")
   local port; port=$(cat "$d/apiserver.port")
   local extra=()
+  [ -f "$d/with-node" ] || extra+=(--disable-admission-plugins ServiceAccount)
   # Kubernetes <= 1.19 serves an unauthenticated port on 8080 unless told otherwise.
   if "$apiserver" --help 2>&1 | grep -q -- '--insecure-port'; then extra+=(--insecure-port=0); fi
   setsid "$apiserver" \
@@ -264,7 +502,7 @@ start_apiserver() {
     --service-account-issuer https://kubernetes.default.svc \
     --service-cluster-ip-range 10.254.254.0/24 --endpoint-reconciler-type none \
     --authorization-mode RBAC --allow-privileged=true \
-    --disable-admission-plugins ServiceAccount \
+    --kubelet-client-certificate "$d/kubelet-client.crt" --kubelet-client-key "$d/kubelet-client.key" \
     "${extra[@]}" >>"$d/apiserver.log" 2>&1 </dev/null &
   echo $! >"$d/apiserver.pid"
   local token; token=$(cut -d, -f1 <"$d/tokens.csv" | head -1)
@@ -293,20 +531,33 @@ stop_pidfile() {
 DEFAULT_DIR=$ROOT/.envtest
 
 cmd_start() {
-  local d=$DEFAULT_DIR
-  if [ -n "${1:-}" ] && [ "$1" != --owner-pid ]; then d=$1; shift; fi
-  local owner=""
-  if [ "${1:-}" = --owner-pid ]; then owner=${2:?--owner-pid needs a pid}; fi
+  local d=$DEFAULT_DIR owner="" node="" images=""
+  if [ -n "${1:-}" ] && [ "${1#--}" = "$1" ]; then d=$1; shift; fi
+  while [ $# -gt 0 ]; do
+    case "$1" in
+      --owner-pid) owner=${2:?--owner-pid needs a pid}; shift 2 ;;
+      --node) node=1; shift ;;
+      --images) images=${2:?--images needs a directory}; shift 2 ;;
+      *) die "unknown option $1" ;;
+    esac
+  done
   mkdir -p "$d/certs"
   d=$(cd "$d" && pwd)
   find_apiserver >"$d/apiserver.bin"
   find_etcd >"$d/etcd.bin"
   gen_certs "$d"
-  local admin_token dev_token
+  # The node's Pods need service-account tokens; without a node nothing creates the accounts.
+  if [ -n "$node" ]; then touch "$d/with-node"; fi
+  local admin_token dev_token component
   admin_token=$(openssl rand -hex 24)
   dev_token=$(openssl rand -hex 24)
-  printf '%s,admin,uid-admin,"system:masters"\n%s,developer,uid-developer,"keyward:developers"\n' \
-    "$admin_token" "$dev_token" >"$d/tokens.csv"
+  {
+    printf '%s,admin,uid-admin,"system:masters"\n%s,developer,uid-developer,"keyward:developers"\n' \
+      "$admin_token" "$dev_token"
+    for component in kubelet controller-manager scheduler; do
+      printf '%s,%s,uid-%s,"system:masters"\n' "$(openssl rand -hex 24)" "$component" "$component"
+    done
+  } >"$d/tokens.csv"
   free_port >"$d/etcd.port"
   start_etcd "$d"
   local attempt
@@ -324,9 +575,12 @@ cmd_start() {
       _ "$owner" "${BASH_SOURCE[0]}" "$d" >/dev/null 2>&1 </dev/null &
     echo $! >"$d/watchdog.pid"
   fi
+  if [ -n "$node" ]; then
+    (start_node "$d" "$images") || { cmd_stop "$d"; die "the node did not start"; }
+  fi
   echo "$d/kubeconfig"
   if [ -z "$owner" ]; then
-    log "control plane running; use it with:"
+    log "control plane ${node:+and node }running; use it with:"
     log "  export KUBECONFIG=$d/kubeconfig"
     log "stop it with: hack/envtest.sh stop $d"
   fi
@@ -359,6 +613,7 @@ replace_etcd_data() {
 cmd_stop() {
   local d=${1:-$DEFAULT_DIR}
   [ -d "$d" ] || return 0
+  stop_node "$d"
   stop_pidfile "$d/apiserver.pid"
   stop_pidfile "$d/etcd.pid"
   if [ -f "$d/watchdog.pid" ] && [ "$(cat "$d/watchdog.pid")" != "$PPID" ]; then stop_pidfile "$d/watchdog.pid"; fi
@@ -377,6 +632,7 @@ case "${1:-}" in
   etcd-restore) replace_etcd_data "${2:?DIR}" "${3:?FILE}" ;;
   etcd-wipe) replace_etcd_data "${2:?DIR}" ;;
   kubectl-path) find_kubectl ;;
+  node-tools) mkdir -p "$CACHE"; cmd_node_tools ;;
   jose-python) mkdir -p "$CACHE"; find_jose_python ;;
-  *) sed -n '2,20p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 2 ;;
+  *) sed -n '2,27p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 2 ;;
 esac

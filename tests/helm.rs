@@ -2,8 +2,6 @@
 
 mod common;
 
-use std::process::Command;
-
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{ConfigMap, Service, ServiceAccount};
 use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, Role, RoleBinding};
@@ -13,19 +11,7 @@ use kube::api::{DeleteParams, PostParams};
 use kube::runtime::wait::{await_condition, conditions};
 use serde_yaml_ng::Value;
 
-fn chart() -> String {
-    common::repo_root().join("charts/keyward").display().to_string()
-}
-
-fn helm(args: &[&str]) -> (bool, String) {
-    let out = Command::new(common::helm_bin()).args(args).output().expect("run helm");
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    (out.status.success(), text)
-}
+use common::{chart, helm};
 
 fn template(sets: &[&str]) -> Vec<Value> {
     let chart = chart();

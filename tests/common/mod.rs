@@ -23,9 +23,24 @@ pub struct TestEnv {
     pub developer_kubeconfig: Option<PathBuf>,
     /// The envtest state directory when this process started the control plane itself.
     pub dir: Option<PathBuf>,
+    /// Whether the control plane has a node, or why not.
+    pub node: Result<(), String>,
 }
 
 static ENV: OnceLock<TestEnv> = OnceLock::new();
+static WANT_NODE: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// The test environment with a real node (see `node.rs`): asks for one before the control plane
+/// starts. Every test of a binary that needs the node must come through here.
+pub fn env_with_node() -> &'static TestEnv {
+    WANT_NODE.store(true, std::sync::atomic::Ordering::SeqCst);
+    let env = env();
+    assert!(
+        !(env.dir.is_some() && env.node.is_err() && node::can_run().is_ok()),
+        "this binary's control plane started without a node: every test in a node test binary must call common::node::start()"
+    );
+    env
+}
 
 pub fn repo_root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -54,6 +69,9 @@ pub fn env() -> &'static TestEnv {
                 kubeconfig: Some(path.into()),
                 developer_kubeconfig: developer,
                 dir: None,
+                node: Err(
+                    "KEYWARD_TEST_KUBECONFIG names a control plane whose node (if any) this run does not manage".into(),
+                ),
             };
         }
         if std::env::var("KEYWARD_TEST_USE_EXISTING_CLUSTER").as_deref() == Ok("1") {
@@ -61,6 +79,7 @@ pub fn env() -> &'static TestEnv {
                 kubeconfig: None,
                 developer_kubeconfig: None,
                 dir: None,
+                node: Err("an existing cluster's nodes cannot be given this run's images".into()),
             };
         }
         let dir = tempfile::Builder::new()
@@ -68,13 +87,21 @@ pub fn env() -> &'static TestEnv {
             .tempdir()
             .expect("temp dir")
             .keep();
-        let out = Command::new(repo_root().join("hack/envtest.sh"))
+        let node = if WANT_NODE.load(std::sync::atomic::Ordering::SeqCst) {
+            node::can_run()
+        } else {
+            Err("not asked for".into())
+        };
+        let mut start = Command::new(repo_root().join("hack/envtest.sh"));
+        start
             .arg("start")
             .arg(&dir)
             .arg("--owner-pid")
-            .arg(std::process::id().to_string())
-            .output()
-            .expect("run hack/envtest.sh");
+            .arg(std::process::id().to_string());
+        if node.is_ok() {
+            start.arg("--node").arg("--images").arg(node::images_dir());
+        }
+        let out = start.output().expect("run hack/envtest.sh");
         assert!(
             out.status.success(),
             "hack/envtest.sh start failed:\n{}",
@@ -86,6 +113,7 @@ pub fn env() -> &'static TestEnv {
             kubeconfig: Some(dir.join("kubeconfig")),
             developer_kubeconfig: Some(dir.join("kubeconfig-developer")),
             dir: Some(dir),
+            node,
         }
     })
 }
@@ -141,6 +169,21 @@ pub fn helm_bin() -> PathBuf {
     if local.exists() { local } else { "helm".into() }
 }
 
+pub fn chart() -> String {
+    repo_root().join("charts/keyward").display().to_string()
+}
+
+/// Runs helm; returns whether it succeeded and everything it printed.
+pub fn helm(args: &[&str]) -> (bool, String) {
+    let out = Command::new(helm_bin()).args(args).output().expect("run helm");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.success(), text)
+}
+
 /// Runs `hack/envtest.sh ACTION DIR` on this binary's own control plane (fault injection), or
 /// returns `false` when the control plane is not ours to break.
 pub fn control_plane(action: &str) -> bool {
@@ -162,6 +205,28 @@ pub fn control_plane_with(action: &str, args: &[&str]) -> bool {
         String::from_utf8_lossy(&out.stderr)
     );
     true
+}
+
+/// Runs kubectl with `input` on stdin; returns stdout, panics with stderr on failure.
+pub fn kubectl_with_input(args: &[&str], input: &str) -> String {
+    use std::io::Write;
+    use std::process::Stdio;
+    let mut child = Command::new(kubectl_bin())
+        .args(kubeconfig_args())
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run kubectl");
+    child.stdin.take().unwrap().write_all(input.as_bytes()).unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "kubectl {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
 /// Runs kubectl against the test cluster; returns stdout, panics with stderr on failure.
@@ -310,4 +375,5 @@ where
     }
 }
 
+pub mod node;
 pub mod operator;

@@ -66,3 +66,27 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 {{- $n := int (trimSuffix "s" (trimSuffix "m" (trimSuffix "h" (trimSuffix "d" $d)))) -}}
 {{- if hasSuffix "d" $d -}}{{ mul $n 86400 }}{{- else if hasSuffix "h" $d -}}{{ mul $n 3600 }}{{- else if hasSuffix "m" $d -}}{{ mul $n 60 }}{{- else -}}{{ $n }}{{- end -}}
 {{- end -}}
+
+{{/* Where the metrics and health servers listen; IPv6 addresses need brackets. */}}
+{{- define "keyward.listenHost" -}}
+{{- if contains ":" .Values.listenAddress -}}[{{ .Values.listenAddress }}]{{- else -}}{{ .Values.listenAddress }}{{- end -}}
+{{- end }}
+
+{{/* A probe reaches the Pod's IP unless told otherwise; a server bound to one address (say the
+node's loopback under hostNetwork) must be probed there. */}}
+{{- define "keyward.probeHost" -}}
+{{- if not (has .Values.listenAddress (list "0.0.0.0" "::")) -}}
+host: {{ .Values.listenAddress | quote }}
+{{- end -}}
+{{- end }}
+
+{{/* A host-network Pod holds the node's ports: a surge Pod could never start beside it, so
+the old Pod goes first. */}}
+{{- define "keyward.strategy" -}}
+{{- if .Values.updateStrategy -}}
+{{- toYaml .Values.updateStrategy -}}
+{{- else if .Values.hostNetwork -}}
+type: RollingUpdate
+rollingUpdate: {maxSurge: 0, maxUnavailable: 1}
+{{- end -}}
+{{- end }}

@@ -3,13 +3,14 @@ SHELL := /bin/bash
 CARGO ?= cargo
 export PATH := $(CURDIR)/bin:$(PATH)
 
-.PHONY: help tools build test lint unit integration bench bench-operator demo image install-plugin fuzz crds clean envtest-start envtest-stop
+.PHONY: help tools build test lint unit integration bench bench-operator demo image image-tars install-plugin fuzz crds clean envtest-start envtest-stop node-start
 
 help: ## Show this help
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
 
-tools: ## Install or locate kube-apiserver, etcd, kubectl, helm (first run builds the API server, ~5 min)
+tools: ## Install or locate kube-apiserver, etcd, kubectl, helm and the node (first run builds Kubernetes, ~10 min)
 	@hack/envtest.sh tools
+	@hack/envtest.sh node-tools >/dev/null
 
 build: ## Build the keyward binary
 	$(CARGO) build --release --locked
@@ -21,7 +22,8 @@ lint: ## cargo fmt --check and clippy -D warnings
 unit: ## Unit and property tests of the pure core (no cluster)
 	$(CARGO) test --locked --lib --bins
 
-integration: tools ## Integration tests only, on a real API server
+integration: tools ## Integration tests only, on a real API server and node
+	KEYWARD_IMAGE_PROFILE=quick-release hack/images.sh
 	$(CARGO) test --locked --tests
 
 crds: ## Regenerate crds/ and the chart's copy from the Rust types
@@ -31,10 +33,14 @@ crds: ## Regenerate crds/ and the chart's copy from the Rust types
 envtest-start: tools ## Start a local kube-apiserver + etcd in .envtest/ (KUBECONFIG=.envtest/kubeconfig)
 	@hack/envtest.sh start
 
+node-start: tools image-tars ## The same with a real node running the images of target/images
+	@hack/envtest.sh start --node
+
 envtest-stop: ## Stop the control plane started by envtest-start
 	@hack/envtest.sh stop
 
-test: tools lint ## Everything: lint, unit, property and integration tests on a real API server
+test: tools lint ## Everything: lint, unit, property and integration tests on a real API server and node
+	KEYWARD_IMAGE_PROFILE=quick-release hack/images.sh
 	$(CARGO) test --locked --all-targets
 
 bench: ## Criterion benchmarks of the core, then the operator benchmarks; figures go in the README
@@ -46,6 +52,9 @@ bench-operator: tools ## Operator benchmarks on a local control plane: cold star
 
 demo: ## Main job end to end on a local control plane: mint, verify, roll out, renew, refuse
 	@hack/demo.sh
+
+image-tars: ## The same images as tars in target/images, without a container engine (static binaries)
+	hack/images.sh
 
 image: ## Container images of keyward and the example workload (needs docker or podman)
 	$${CONTAINER_ENGINE:-docker} build --target keyward -t $${IMAGE:-ghcr.io/keyward/keyward:0.1.0} .

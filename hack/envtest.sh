@@ -397,11 +397,13 @@ stop_node() {
 }
 
 # The kubelet writes container logs under /var/log/pods whatever its root directory; remove
-# those of this node's Pods (and their /var/log/containers links).
+# those of every Pod this node ran (containerd logs each sandbox it starts, with the Pod's UID),
+# and their /var/log/containers links.
 remove_pod_logs() {
   local n=$1 uid link
-  [ -d "$n/kubelet/pods" ] || return 0
-  for uid in $(ls "$n/kubelet/pods"); do
+  [ -f "$n/containerd.log" ] || return 0
+  for uid in $(grep -o 'RunPodSandbox for &PodSandboxMetadata{[^}]*Uid:[0-9a-f-]*' "$n/containerd.log" \
+      | sed 's/.*Uid://' | sort -u); do
     rm -rf /var/log/pods/*_"$uid"
   done
   for link in /var/log/containers/*.log; do

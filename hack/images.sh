@@ -5,7 +5,7 @@
 #   hack/images.sh [OUT]     default OUT: target/images
 #
 #   KEYWARD_IMAGE_PROFILE    cargo profile of the static binaries (default: release; the tests use
-#                            `image-test`, which compiles in a fraction of the time)
+#                            `quick-release`, which compiles in a fraction of the time)
 #   IMAGE / WATCHER_IMAGE    references the images are tagged with (the chart's defaults)
 #
 # The binaries are static (glibc with crt-static), the images hold nothing but the binary and a

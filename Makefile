@@ -3,7 +3,7 @@ SHELL := /bin/bash
 CARGO ?= cargo
 export PATH := $(CURDIR)/bin:$(PATH)
 
-.PHONY: help tools build test lint unit integration bench bench-operator demo image image-tars install-plugin fuzz crds clean envtest-start envtest-stop node-start
+.PHONY: help tools build test lint unit integration bench bench-operator bench-node demo image image-tars install-plugin fuzz crds clean envtest-start envtest-stop node-start
 
 help: ## Show this help
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
@@ -45,10 +45,13 @@ test: tools lint ## Everything: lint, unit, property and integration tests on a 
 
 bench: ## Criterion benchmarks of the core, then the operator benchmarks; figures go in the README
 	$(CARGO) bench --locked --bench verify
-	$(MAKE) bench-operator
+	$(MAKE) bench-operator bench-node
 
 bench-operator: tools ## Operator benchmarks on a local control plane: cold start, memory, rotation propagation
 	$(CARGO) bench --locked --bench operator
+
+bench-node: tools image-tars ## Rotation to the workload on a real node: nudged, not nudged, bare kubelet resync
+	$(CARGO) bench --locked --bench node
 
 demo: ## Main job end to end on a local control plane: mint, verify, roll out, renew, refuse
 	@hack/demo.sh

@@ -3,7 +3,7 @@ SHELL := /bin/bash
 CARGO ?= cargo
 export PATH := $(CURDIR)/bin:$(PATH)
 
-.PHONY: help tools build test lint unit integration bench bench-operator bench-node demo image image-tars install-plugin fuzz crds clean envtest-start envtest-stop node-start
+.PHONY: help tools build test lint unit integration bench bench-operator bench-node soak demo image image-tars install-plugin fuzz crds clean envtest-start envtest-stop node-start
 
 help: ## Show this help
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
@@ -52,6 +52,9 @@ bench-operator: tools ## Operator benchmarks on a local control plane: cold star
 
 bench-node: tools image-tars ## Rotation to the workload on a real node: nudged, not nudged, bare kubelet resync
 	$(CARGO) bench --locked --bench node
+
+soak: tools ## Long run under continuous change (SOAK_MINUTES, default 10): reconciles/s, p99 per window, RSS, fds
+	$(CARGO) bench --locked --bench soak
 
 demo: ## Main job end to end on a local control plane: mint, verify, roll out, renew, refuse
 	@hack/demo.sh

@@ -104,7 +104,8 @@ async fn set_up(client: &Client, vendor: &Vendor, run: &str, first: &str) -> (co
     for _ in 0..NAMESPACES {
         let ns = labelled_namespace(client, "bench-workload", team.clone()).await;
         let cm: ConfigMap =
-            serde_json::from_value(json!({"metadata": {"name": "zizq-vendor-key"}, "data": {"vendor.pem": pem}})).unwrap();
+            serde_json::from_value(json!({"metadata": {"name": "zizq-vendor-key"}, "data": {"vendor.pem": pem}}))
+                .unwrap();
         Api::<ConfigMap>::namespaced(client.clone(), &ns)
             .create(&PostParams::default(), &cm)
             .await
@@ -134,10 +135,14 @@ async fn start_workloads(client: &Client, namespaces: &[String]) -> Vec<(Kind, P
         for kind in [Kind::Nudged, Kind::NotNudged, Kind::Bare] {
             for i in 0..PODS_PER_KIND {
                 let pod = workload_pod(&format!("{}-{i}", kind.label()), kind);
-                common::eventually("a Pod created (its ServiceAccount exists)", Duration::from_secs(30), || {
-                    let (pods, pod) = (pods.clone(), pod.clone());
-                    async move { pods.create(&PostParams::default(), &pod).await.ok() }
-                })
+                common::eventually(
+                    "a Pod created (its ServiceAccount exists)",
+                    Duration::from_secs(30),
+                    || {
+                        let (pods, pod) = (pods.clone(), pod.clone());
+                        async move { pods.create(&PostParams::default(), &pod).await.ok() }
+                    },
+                )
                 .await;
             }
         }
@@ -161,7 +166,9 @@ impl Observer {
     fn look(&mut self, node: &Node, pods: &[(Kind, Pod)], tokens: &[String]) {
         let now = Instant::now();
         for (i, (_, pod)) in pods.iter().enumerate() {
-            let Some(bytes) = node.mounted_secret(pod, "license", "license") else { continue };
+            let Some(bytes) = node.mounted_secret(pod, "license", "license") else {
+                continue;
+            };
             if let Some(version) = tokens.iter().position(|t| t.as_bytes() == bytes) {
                 self.first_seen[i].entry(version).or_insert(now);
             }
@@ -181,7 +188,12 @@ async fn rotations(client: &Client, node: &Node, rounds: usize) {
     let (home, namespaces) = set_up(client, &vendor, &run, &tokens[0]).await;
     let _operator = Operator::start_cluster_wide(
         vendor.trust_dir.path(),
-        &["--license-selector", &format!("keyward-bench/run={run}"), "--operator-namespace", &home.name],
+        &[
+            "--license-selector",
+            &format!("keyward-bench/run={run}"),
+            "--operator-namespace",
+            &home.name,
+        ],
     );
     let pods = start_workloads(client, &namespaces).await;
     let mut observer = Observer {
@@ -262,7 +274,11 @@ fn report(pods: &[(Kind, Pod)], observer: &Observer, rotated_at: &[(usize, Insta
             ms(p99),
             ms(max),
             samples.len(),
-            if missing > 0 { format!(", {missing} never seen within {SETTLE:?}") } else { String::new() }
+            if missing > 0 {
+                format!(", {missing} never seen within {SETTLE:?}")
+            } else {
+                String::new()
+            }
         );
     }
 }
@@ -273,7 +289,9 @@ async fn main() {
         println!("node benchmarks skipped: run them with `cargo bench --bench node`");
         return;
     }
-    let Some(node) = node::start("the node benchmark") else { return };
+    let Some(node) = node::start("the node benchmark") else {
+        return;
+    };
     let rounds = std::env::var("KEYWARD_BENCH_ROTATIONS")
         .ok()
         .and_then(|r| r.parse().ok())

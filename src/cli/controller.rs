@@ -15,7 +15,7 @@ use crate::controller::{RunOptions, Settings};
 use crate::license::Policy;
 use crate::license::humanize::parse_duration;
 use crate::telemetry::logging::{self, LogFormat};
-use crate::telemetry::{Metrics, Readiness, http};
+use crate::telemetry::{Liveness, Metrics, Readiness, http};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -61,6 +61,11 @@ pub struct Args {
     /// Identity in the leader Lease (default: POD_NAME, else host name and process id).
     #[arg(long, env = "KEYWARD_LEADER_ELECTION_IDENTITY", value_name = "ID")]
     leader_election_identity: Option<String>,
+    /// Report unhealthy (so that the kubelet restarts the process) once the controller's caches
+    /// have not synced for this long although the API server answers. An unreachable API server
+    /// never makes the operator unhealthy.
+    #[arg(long, env = "KEYWARD_RECOVERY_DEADLINE", default_value = "5m", value_parser = parse_duration)]
+    recovery_deadline: jiff::SignedDuration,
     /// How often to re-read the trusted keys directory.
     #[arg(long, env = "KEYWARD_TRUST_RELOAD_INTERVAL", default_value = "5s", value_parser = parse_duration)]
     trust_reload_interval: jiff::SignedDuration,
@@ -119,7 +124,12 @@ async fn run_async(args: Args) -> anyhow::Result<ExitCode> {
     let (metrics_addr, health_addr) = (metrics_listener.local_addr()?, health_listener.local_addr()?);
     info!(metrics = %metrics_addr, health = %health_addr, keys = ?trust.current().ids(), "keyward controller starting");
     tokio::spawn(http::serve_metrics(metrics_listener, metrics.clone()));
-    tokio::spawn(http::serve_health(health_listener, ready.clone()));
+    let liveness = Liveness::default();
+    let health = http::Health {
+        liveness: liveness.clone(),
+        recovery_deadline: args.recovery_deadline.unsigned_abs(),
+    };
+    tokio::spawn(http::serve_health(health_listener, ready.clone(), health));
     let shutdown = shutdown_on_signals();
     let rollout = RolloutSettings {
         operator_namespace: args.operator_namespace.clone(),
@@ -144,6 +154,7 @@ async fn run_async(args: Args) -> anyhow::Result<ExitCode> {
         },
         instance: identity.clone(),
         license_selector: args.license_selector,
+        liveness,
     };
     if !args.leader_elect {
         crate::controller::run(client, options, metrics, ready, until_true(shutdown)).await;

@@ -38,7 +38,7 @@ use ref_index::RefIndex;
 use trust::TrustStore;
 
 use crate::api::v1alpha1::License;
-use crate::telemetry::{Metrics, Readiness};
+use crate::telemetry::{Liveness, Metrics, Readiness};
 
 pub const CONTROLLER_NAME: &str = "keyward";
 
@@ -56,6 +56,8 @@ pub struct RunOptions {
     pub instance: String,
     /// Reconcile only Licenses with these labels (shard Licenses across operators).
     pub license_selector: Option<String>,
+    /// Where the controller reports its progress, for `/healthz`.
+    pub liveness: Liveness,
 }
 
 fn api<K>(client: &Client, namespace: Option<&str>) -> Api<K>
@@ -79,6 +81,7 @@ pub async fn run(
 ) {
     let namespace = options.namespace.clone();
     let license_selector = options.license_selector.clone();
+    let liveness = options.liveness.clone();
     let trust_changes = watch_trust(&options, &metrics);
     let context = Arc::new(Context {
         client: client.clone(),
@@ -99,14 +102,15 @@ pub async fn run(
     let shutdown = shutdown.shared();
     sweep_orphans(&context.client, namespace.as_deref()).await;
     loop {
+        liveness.syncing();
         let (controller, pod_watch) = build(&context, namespace.as_deref(), license_selector.as_deref());
         // The watchdog reports a rewind itself, then stops this controller; the loop starts anew.
         let (rewound_tx, rewound_rx) = futures::channel::oneshot::channel::<()>();
         let watchdog = tokio::spawn({
             let (client, namespace, seen) = (client.clone(), namespace.clone(), controller.store());
-            let (ready, metrics) = (ready.clone(), context.metrics.clone());
+            let (ready, metrics, liveness) = (ready.clone(), context.metrics.clone(), liveness.clone());
             async move {
-                let r = rewind::watch(client, namespace, seen).await;
+                let r = rewind::watch(client, namespace, seen, liveness).await;
                 ready.set_not_ready();
                 metrics.watch_resync();
                 warn!(
@@ -124,7 +128,7 @@ pub async fn run(
             .trigger_backoff(backoff::WatchBackoff::default())
             .with_config(controller::Config::default().concurrency(RECONCILE_CONCURRENCY))
             .graceful_shutdown_on(stop);
-        report_ready_when_synced(controller.store(), ready.clone());
+        report_ready_when_synced(controller.store(), ready.clone(), liveness.clone());
         info!(
             namespace = namespace.as_deref().unwrap_or("<all>"),
             "controller started"
@@ -227,7 +231,7 @@ fn build(
     (controller, pod_watch)
 }
 
-fn report_ready_when_synced(store: Store<License>, ready: Readiness) {
+fn report_ready_when_synced(store: Store<License>, ready: Readiness, liveness: Liveness) {
     tokio::spawn(async move {
         // The store's readiness is one oneshot receiver that wakes only its latest poller, and the
         // controller's runner waits on it too: re-poll rather than wait once.
@@ -236,6 +240,7 @@ fn report_ready_when_synced(store: Store<License>, ready: Readiness) {
                 Ok(Ok(())) => {
                     info!("License cache synced; ready");
                     ready.set_ready();
+                    liveness.synced();
                     return;
                 }
                 Ok(Err(e)) => return warn!(error = %e, "License cache never synced"),

@@ -21,6 +21,7 @@ use kube::{Api, Client};
 use tracing::debug;
 
 use crate::api::v1alpha1::License;
+use crate::telemetry::Liveness;
 
 /// How often the store's revision is read.
 pub const CHECK_EVERY: Duration = Duration::from_secs(5);
@@ -58,7 +59,8 @@ impl RevisionTracker {
 
 /// Returns when the store behind the API server has gone back in time. `seen` is the
 /// controller's cache of Licenses: their versions are revisions the store has reached.
-pub async fn watch(client: Client, namespace: Option<String>, seen: Store<License>) -> Rewind {
+/// Every answer of the API server, whatever its status, is reported to `liveness`.
+pub async fn watch(client: Client, namespace: Option<String>, seen: Store<License>, liveness: Liveness) -> Rewind {
     let secrets: Api<PartialObjectMeta<Secret>> = match &namespace {
         Some(ns) => Api::namespaced(client, ns),
         None => Api::all(client),
@@ -71,8 +73,14 @@ pub async fn watch(client: Client, namespace: Option<String>, seen: Store<Licens
             .filter_map(|l| l.metadata.resource_version.as_deref()?.parse::<u64>().ok())
             .max();
         let current = match secrets.list_metadata(&ListParams::default().limit(1)).await {
-            Ok(list) => list.metadata.resource_version.and_then(|v| v.parse::<u64>().ok()),
+            Ok(list) => {
+                liveness.api_answered();
+                list.metadata.resource_version.and_then(|v| v.parse::<u64>().ok())
+            }
             Err(e) => {
+                if matches!(e, kube::Error::Api(_)) {
+                    liveness.api_answered();
+                }
                 debug!(error = %e, "could not read the store's revision");
                 None
             }

@@ -10,7 +10,7 @@ use axum::response::IntoResponse;
 use axum::routing::get;
 use tokio::net::TcpListener;
 
-use super::Metrics;
+use super::{Liveness, Metrics};
 
 /// Ready once the License cache has synced. A standby replica is ready too: it can take over.
 #[derive(Clone, Default)]
@@ -28,8 +28,21 @@ impl Readiness {
     }
 }
 
-async fn healthz() -> &'static str {
-    "ok\n"
+/// What `/healthz` judges: the controller's progress, against how long a sync may take.
+#[derive(Clone)]
+pub struct Health {
+    pub liveness: Liveness,
+    pub recovery_deadline: std::time::Duration,
+}
+
+async fn healthz(State(health): State<Health>) -> impl IntoResponse {
+    match health.liveness.check(health.recovery_deadline) {
+        Ok(()) => (StatusCode::OK, "ok\n".to_string()),
+        Err(stuck) => {
+            tracing::error!(error = %stuck, "reporting unhealthy");
+            (StatusCode::SERVICE_UNAVAILABLE, format!("{stuck}\n"))
+        }
+    }
 }
 
 async fn readyz(State(ready): State<Readiness>) -> impl IntoResponse {
@@ -50,9 +63,10 @@ async fn metrics(State(metrics): State<Arc<Metrics>>) -> impl IntoResponse {
     )
 }
 
-pub async fn serve_health(listener: TcpListener, ready: Readiness) -> std::io::Result<()> {
+pub async fn serve_health(listener: TcpListener, ready: Readiness, health: Health) -> std::io::Result<()> {
     let app = Router::new()
         .route("/healthz", get(healthz))
+        .with_state(health)
         .route("/readyz", get(readyz))
         .with_state(ready);
     axum::serve(listener, app).await

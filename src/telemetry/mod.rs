@@ -1,8 +1,10 @@
 //! Metrics, health endpoints and logging.
 
 pub mod http;
+pub mod liveness;
 pub mod logging;
 pub mod metrics;
 
 pub use http::Readiness;
+pub use liveness::Liveness;
 pub use metrics::Metrics;

@@ -375,5 +375,6 @@ where
     }
 }
 
+pub mod audit;
 pub mod node;
 pub mod operator;

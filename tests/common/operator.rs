@@ -70,7 +70,22 @@ impl Operator {
         Self::launch(&[], None, trust_dir, extra)
     }
 
+    /// Starts an operator watching every namespace with the credentials of `kubeconfig`.
+    pub fn start_as(kubeconfig: &Path, trust_dir: &Path, extra: &[&str]) -> Self {
+        Self::launch_as(Some(kubeconfig), &[], None, trust_dir, extra)
+    }
+
     fn launch(wrapper: &[&str], namespace: Option<&str>, trust_dir: &Path, extra: &[&str]) -> Self {
+        Self::launch_as(env().kubeconfig.as_deref(), wrapper, namespace, trust_dir, extra)
+    }
+
+    fn launch_as(
+        kubeconfig: Option<&Path>,
+        wrapper: &[&str],
+        namespace: Option<&str>,
+        trust_dir: &Path,
+        extra: &[&str],
+    ) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let log = dir.path().join("operator.log");
         let metrics_addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
@@ -85,10 +100,8 @@ impl Operator {
         };
         cmd.arg("controller")
             .args(
-                env()
-                    .kubeconfig
-                    .as_ref()
-                    .map(|p| vec!["--kubeconfig".to_string(), p.display().to_string()])
+                kubeconfig
+                    .map(|k| vec![std::ffi::OsStr::new("--kubeconfig"), k.as_os_str()])
                     .unwrap_or_default(),
             )
             .args(namespace.map(|ns| vec!["--namespace", ns]).unwrap_or_default())

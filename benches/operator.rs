@@ -6,6 +6,11 @@
 //! * propagation: from a key Secret update to all 100 target Secrets updated, p50/p99, against a
 //!   bare Secret update round trip (update, then see it through a watch) measured in the same run.
 //!
+//! * fleet / fleet-10k: 1,000 / 10,000 Licenses, each with a target, created while the operator
+//!   was down: time until all are reconciled against the bare floor (a client making the same
+//!   writes at the same concurrency), writes per License, peak RSS; then a restart over them:
+//!   time to ready and to every License checked, and the write requests it made (none).
+//!
 //! `cargo bench --bench operator -- cold-start memory propagation` runs a subset.
 
 #[path = "../tests/common/mod.rs"]
@@ -362,6 +367,221 @@ async fn propagation(client: &Client, targets: usize, rounds: usize) {
     );
 }
 
+/// Licenses (each with a target in its namespace) in `namespaces` namespaces, labelled `run`.
+async fn create_fleet(
+    client: &Client,
+    run: &str,
+    token: &str,
+    licenses: usize,
+    namespaces: usize,
+) -> Vec<(String, String)> {
+    let mut slots = Vec::new();
+    for _ in 0..namespaces {
+        let ns = labelled_namespace(client, "bench-fleet", json!({"keyward-bench/fleet": run})).await;
+        put_secret(client, &ns, "lic", "license", token.as_bytes()).await;
+        for i in 0..licenses / namespaces {
+            slots.push((ns.clone(), format!("lic-{i}")));
+        }
+    }
+    futures::stream::iter(slots.clone())
+        .for_each_concurrent(64, |(ns, name)| {
+            let (client, run) = (client.clone(), run.to_string());
+            async move {
+                create_license_from(
+                    &client,
+                    &ns,
+                    json!({
+                        "apiVersion": "keyward.dev/v1alpha1", "kind": "License",
+                        "metadata": {"name": name, "labels": {"keyward-bench/run": run}},
+                        "spec": {"secretRef": {"name": "lic"}, "product": "zizq",
+                                 "rollout": {"targets": [{"secretName": format!("{name}-target")}]}}
+                    }),
+                )
+                .await;
+            }
+        })
+        .await;
+    slots
+}
+
+/// Waits until `count` Licenses labelled `run` are Active and rolled out; returns how long it took.
+async fn until_reconciled(client: &Client, run: &str, count: usize) -> Duration {
+    let started = Instant::now();
+    let api: Api<License> = Api::all(client.clone());
+    let mut stream = watcher(
+        api,
+        watcher::Config::default().labels(&format!("keyward-bench/run={run}")),
+    )
+    .applied_objects()
+    .boxed();
+    let mut done = HashSet::new();
+    while done.len() < count {
+        let l: License = stream.try_next().await.unwrap().unwrap();
+        let ok = l.status.as_ref().is_some_and(|s| {
+            s.state == Some(LicenseState::Active) && s.rollout.as_ref().is_some_and(|r| r.up_to_date == 1)
+        });
+        if ok {
+            done.insert((l.namespace().unwrap_or_default(), l.name_any()));
+        }
+    }
+    started.elapsed()
+}
+
+/// The bare floor: what the API server takes for the writes a first reconcile makes (the
+/// finalizer, the target Secret, the status, the events), done directly at Keyward's concurrency.
+async fn bare_floor(
+    client: &Client,
+    slots: &[(String, String)],
+    template: &License,
+    events_per_license: usize,
+) -> Duration {
+    let token_b64 = base64_encode(b"a-verified-key");
+    let status = serde_json::to_value(template.status.as_ref().unwrap()).unwrap();
+    let started = Instant::now();
+    futures::stream::iter(slots.iter().cloned())
+        .for_each_concurrent(32, |(ns, name)| {
+            let (client, status, token_b64) = (client.clone(), status.clone(), token_b64.clone());
+            async move {
+                let licenses: Api<License> = Api::namespaced(client.clone(), &ns);
+                let finalizer = json!({"metadata": {"finalizers": ["keyward.dev/cleanup"]}});
+                licenses
+                    .patch(&name, &kube::api::PatchParams::default(), &kube::api::Patch::Merge(&finalizer))
+                    .await
+                    .unwrap();
+                let target: Secret = serde_json::from_value(json!({
+                    "metadata": {"name": format!("{name}-target"), "labels": {"keyward-bench/bare": "true"}},
+                    "data": {"license": token_b64},
+                }))
+                .unwrap();
+                Api::<Secret>::namespaced(client.clone(), &ns)
+                    .create(&PostParams::default(), &target)
+                    .await
+                    .unwrap();
+                licenses
+                    .patch_status(
+                        &name,
+                        &kube::api::PatchParams::default(),
+                        &kube::api::Patch::Merge(&json!({"status": status})),
+                    )
+                    .await
+                    .unwrap();
+                let events: Api<k8s_openapi::api::events::v1::Event> = Api::namespaced(client.clone(), &ns);
+                for i in 0..events_per_license {
+                    let event: k8s_openapi::api::events::v1::Event = serde_json::from_value(json!({
+                        "metadata": {"generateName": format!("{name}.")},
+                        "eventTime": jiff::Timestamp::now().to_string(),
+                        "reportingController": "keyward.dev/bench", "reportingInstance": "bench",
+                        "action": "Reconcile", "reason": format!("Bench{i}"), "type": "Normal",
+                        "note": "the bare floor's event",
+                        "regarding": {"apiVersion": "keyward.dev/v1alpha1", "kind": "License", "namespace": ns, "name": name},
+                    }))
+                    .unwrap();
+                    events.create(&PostParams::default(), &event).await.unwrap();
+                }
+            }
+        })
+        .await;
+    started.elapsed()
+}
+
+fn total(writes: &std::collections::BTreeMap<String, u64>) -> u64 {
+    writes.values().sum()
+}
+
+/// Cold start of `licenses` Licenses created while the operator was down, against the bare
+/// floor; then a restart over them, which must write nothing.
+async fn fleet(client: &Client, licenses: usize) {
+    let vendor = Vendor::new("vendor");
+    let token = vendor.token("zizq");
+    let namespaces = (licenses / 100).max(1);
+    let (run, floor_run) = (run_id(), run_id());
+    let slots = create_fleet(client, &run, &token, licenses, namespaces).await;
+    let floor_slots = create_fleet(client, &floor_run, &token, licenses, namespaces).await;
+    let home = common::TestNamespace::new("bench-fleet-home").await;
+    let args = [
+        "--license-selector",
+        &format!("keyward-bench/run={run}"),
+        "--operator-namespace",
+        &home.name,
+    ];
+
+    let writes_before = common::apiserver_writes(client).await;
+    let mut operator = Operator::start_cluster_wide(vendor.trust_dir.path(), &args);
+    let waiting = until_reconciled(client, &run, slots.len());
+    let (took, peak) = {
+        let pid = operator.pid();
+        let peak = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let sampler = {
+            let peak = peak.clone();
+            tokio::spawn(async move {
+                loop {
+                    peak.fetch_max(rss_kib(pid).0, std::sync::atomic::Ordering::Relaxed);
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            })
+        };
+        let took = waiting.await;
+        sampler.abort();
+        (took, peak.load(std::sync::atomic::Ordering::Relaxed))
+    };
+    // Events follow the status writes: let them land before counting.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let writes_after = common::apiserver_writes(client).await;
+    let by_kind: Vec<String> = writes_after
+        .iter()
+        .filter_map(|(k, v)| {
+            let d = v - writes_before.get(k).copied().unwrap_or(0);
+            (d > 0).then(|| format!("{k} {:.2}", d as f64 / licenses as f64))
+        })
+        .collect();
+    let events = writes_after.get("POST events/").copied().unwrap_or(0)
+        - writes_before.get("POST events/").copied().unwrap_or(0);
+    let events_per_license = (events as f64 / licenses as f64).round() as usize;
+    let template = Api::<License>::namespaced(client.clone(), &slots[0].0)
+        .get(&slots[0].1)
+        .await
+        .unwrap();
+
+    let floor = bare_floor(client, &floor_slots, &template, events_per_license).await;
+    println!(
+        "fleet cold start: {licenses} Licenses in {namespaces} namespaces, each with a target: {:.2} s ({:.0}/s); RSS peak {} MiB",
+        took.as_secs_f64(),
+        licenses as f64 / took.as_secs_f64(),
+        peak / 1024
+    );
+    println!("  writes per License: {}", by_kind.join(", "));
+    println!(
+        "  bare floor (finalizer, target, status, {events_per_license} events per License, concurrency 32): {:.2} s; Keyward/floor {:.2}x",
+        floor.as_secs_f64(),
+        took.as_secs_f64() / floor.as_secs_f64()
+    );
+
+    // The restart: ready and every License checked, with no write at all.
+    assert!(operator.terminate().success());
+    let before = common::apiserver_writes(client).await;
+    let started = Instant::now();
+    let second = Operator::start_cluster_wide(vendor.trust_dir.path(), &args);
+    second.wait_ready().await;
+    let ready = started.elapsed();
+    loop {
+        if second.metric("keyward_reconcile_total").unwrap_or(0.0) >= licenses as f64 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let checked = started.elapsed();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let after = common::apiserver_writes(client).await;
+    println!(
+        "  restart over {licenses} reconciled Licenses: ready {:.2} s, every License checked {:.2} s after start, {} write requests (from {} before to {} after)",
+        ready.as_secs_f64(),
+        checked.as_secs_f64(),
+        total(&after) - total(&before),
+        total(&before),
+        total(&after)
+    );
+}
+
 #[tokio::main]
 async fn main() {
     // `cargo bench` passes --bench; `cargo test --all-targets` runs this binary without it, and a
@@ -385,5 +605,11 @@ async fn main() {
     }
     if run("pod-memory") {
         pod_memory(&client, 5_000).await;
+    }
+    if run("fleet") {
+        fleet(&client, 1_000).await;
+    }
+    if run("fleet-10k") {
+        fleet(&client, 10_000).await;
     }
 }

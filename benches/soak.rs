@@ -360,6 +360,7 @@ async fn main() {
             &home.name,
         ],
     );
+    operator.wait_ready().await;
     let measuring = measure_rollouts(&client, soak.ledger.clone());
     println!(
         "soak: {} Licenses in {NAMESPACES} namespaces + 1 rolled out to {FLIPPING_NAMESPACES} flipping namespaces, {minutes} min, {rotations_per_second} rotations/s, API server restart every {} min",

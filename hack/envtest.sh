@@ -560,9 +560,18 @@ cmd_start() {
       printf '%s,%s,uid-%s,"system:masters"\n' "$(openssl rand -hex 24)" "$component" "$component"
     done
   } >"$d/tokens.csv"
-  free_port >"$d/etcd.port"
-  start_etcd "$d"
+  # A failed start leaves nothing running.
+  trap 'cmd_stop "$d" >/dev/null 2>&1' EXIT
   local attempt
+  # A probed port can be taken before etcd binds it: try again with others.
+  for attempt in 1 2 3; do
+    free_port >"$d/etcd.port"
+    rm -f "$d/etcd.peer-port"
+    if (start_etcd "$d"); then break; fi
+    stop_pidfile "$d/etcd.pid"
+    rm -rf "$d/etcd-data"
+    [ "$attempt" = 3 ] && die "etcd failed to start"
+  done
   for attempt in 1 2 3; do
     free_port >"$d/apiserver.port"
     if (start_apiserver "$d"); then break; fi
@@ -580,6 +589,7 @@ cmd_start() {
   if [ -n "$node" ]; then
     (start_node "$d" "$images") || { cmd_stop "$d"; die "the node did not start"; }
   fi
+  trap - EXIT
   echo "$d/kubeconfig"
   if [ -z "$owner" ]; then
     log "control plane ${node:+and node }running; use it with:"

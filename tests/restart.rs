@@ -15,30 +15,6 @@ use common::{TestNamespace, client, eventually};
 
 const LICENSES: usize = 100;
 
-/// Write requests the API server has served, by `verb resource/subresource`.
-async fn writes(client: &kube::Client) -> std::collections::BTreeMap<String, u64> {
-    let request = http::Request::get("/metrics").body(Vec::new()).unwrap();
-    let text = client.request_text(request).await.expect("API server metrics");
-    let mut counts = std::collections::BTreeMap::new();
-    for line in text.lines().filter(|l| l.starts_with("apiserver_request_total{")) {
-        let label = |name: &str| {
-            line.split(&format!("{name}=\""))
-                .nth(1)
-                .and_then(|r| r.split('"').next())
-                .unwrap_or("")
-                .to_string()
-        };
-        let verb = label("verb");
-        if !matches!(verb.as_str(), "POST" | "PUT" | "PATCH" | "DELETE" | "APPLY") {
-            continue;
-        }
-        let value: f64 = line.rsplit(' ').next().and_then(|v| v.parse().ok()).unwrap_or(0.0);
-        let key = format!("{verb} {}/{}", label("resource"), label("subresource"));
-        *counts.entry(key).or_default() += value as u64;
-    }
-    counts
-}
-
 #[tokio::test]
 async fn a_restart_over_reconciled_licenses_writes_nothing() {
     let client = client().await;
@@ -61,11 +37,11 @@ async fn a_restart_over_reconciled_licenses_writes_nothing() {
     };
     eventually("every License rolled out", Duration::from_secs(60), settled).await;
     // Events follow the status writes within milliseconds: wait until the count stands still.
-    let mut before = writes(&client).await;
+    let mut before = common::apiserver_writes(&client).await;
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         tokio::time::sleep(Duration::from_secs(1)).await;
-        let now = writes(&client).await;
+        let now = common::apiserver_writes(&client).await;
         if now == before {
             break;
         }
@@ -74,7 +50,7 @@ async fn a_restart_over_reconciled_licenses_writes_nothing() {
     }
     assert!(first.terminate().success());
     // The first operator's shutdown writes nothing either (no Lease without --leader-elect).
-    assert_eq!(writes(&client).await, before, "shutting down wrote");
+    assert_eq!(common::apiserver_writes(&client).await, before, "shutting down wrote");
 
     let started = Instant::now();
     let second = Operator::start(&ns.name, vendor.trust_dir.path(), &[]);
@@ -88,7 +64,7 @@ async fn a_restart_over_reconciled_licenses_writes_nothing() {
     assert!(checked < Duration::from_secs(10), "{checked:?}");
     // A write would follow its reconcile within milliseconds; two quiet seconds show none came.
     common::holds_for("no write after the restart", Duration::from_secs(2), || async {
-        writes(&client).await == before
+        common::apiserver_writes(&client).await == before
     })
     .await;
 }

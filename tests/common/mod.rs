@@ -184,6 +184,30 @@ pub fn helm(args: &[&str]) -> (bool, String) {
     (out.status.success(), text)
 }
 
+/// Write requests the API server has served, by `verb resource/subresource`.
+pub async fn apiserver_writes(client: &kube::Client) -> std::collections::BTreeMap<String, u64> {
+    let request = http::Request::get("/metrics").body(Vec::new()).unwrap();
+    let text = client.request_text(request).await.expect("API server metrics");
+    let mut counts = std::collections::BTreeMap::new();
+    for line in text.lines().filter(|l| l.starts_with("apiserver_request_total{")) {
+        let label = |name: &str| {
+            line.split(&format!("{name}=\""))
+                .nth(1)
+                .and_then(|r| r.split('"').next())
+                .unwrap_or("")
+                .to_string()
+        };
+        let verb = label("verb");
+        if !matches!(verb.as_str(), "POST" | "PUT" | "PATCH" | "DELETE" | "APPLY") {
+            continue;
+        }
+        let value: f64 = line.rsplit(' ').next().and_then(|v| v.parse().ok()).unwrap_or(0.0);
+        let key = format!("{verb} {}/{}", label("resource"), label("subresource"));
+        *counts.entry(key).or_default() += value as u64;
+    }
+    counts
+}
+
 /// Runs `hack/envtest.sh ACTION DIR` on this binary's own control plane (fault injection), or
 /// returns `false` when the control plane is not ours to break.
 pub fn control_plane(action: &str) -> bool {

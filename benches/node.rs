@@ -296,6 +296,7 @@ async fn main() {
         .ok()
         .and_then(|r| r.parse().ok())
         .unwrap_or(20);
+    set_log_filter("info");
     let client = common::client().await;
     install_crd(&client).await;
     rotations(&client, &node, rounds).await;

@@ -345,6 +345,7 @@ async fn main() {
     let window = Duration::from_secs(setting("SOAK_WINDOW_SECONDS", 60));
     let restart_every = Duration::from_secs(60 * setting("SOAK_APISERVER_RESTART_MINUTES", 5));
     let rotations_per_second = setting("SOAK_ROTATIONS_PER_SECOND", 5).max(1);
+    set_log_filter("info");
     let client = common::client().await;
     install_crd(&client).await;
     let run = run_id();

@@ -468,10 +468,173 @@ async fn deleting_the_leader_pod_hands_over() {
         .delete(&leader, &DeleteParams::default())
         .await
         .unwrap();
-    let standby = names.iter().find(|n| **n != leader).unwrap().clone();
-    common::eventually("the standby Pod took the Lease", Duration::from_secs(60), || async {
-        (holder().await.as_deref() == Some(standby.as_str())).then_some(())
+    // The standby, or the Pod the Deployment starts in the deleted one's place: whichever asks
+    // first once the Lease is released.
+    let next = common::eventually("another Pod took the Lease", Duration::from_secs(60), || async {
+        holder().await.filter(|h| *h != leader)
     })
     .await;
+    let pods: Api<Pod> = Api::namespaced(client.clone(), &namespace);
+    assert!(
+        pods.get_opt(&next).await.unwrap().is_some_and(|p| node::is_ready(&p)),
+        "the new leader {next} is a running operator Pod"
+    );
     common::operator::rotate_and_wait(&client, &apps.name, "zizq", &vendor, "enterprise").await;
+}
+
+/// A Pod with the workload's image reading `zizq-license` from `mount_path`, through `sub_path`
+/// when given.
+fn watcher_pod(name: &str, sub_path: Option<&str>, mount_path: &str, license_file: &str) -> Pod {
+    let (repository, tag) = node::image_ref("license-watcher");
+    let mut mount = serde_json::json!({"name": "license", "mountPath": mount_path, "readOnly": true});
+    if let Some(sub_path) = sub_path {
+        mount["subPath"] = sub_path.into();
+    }
+    serde_json::from_value(serde_json::json!({
+        "metadata": {"name": name, "labels": {"app": "zizq"}},
+        "spec": {
+            "hostNetwork": true,
+            "containers": [{
+                "name": "zizq", "image": format!("{repository}:{tag}"), "imagePullPolicy": "Never",
+                "args": [format!("--license-file={license_file}"), "--public-key=/etc/zizq/vendor/vendor.pem", "--product=zizq"],
+                "volumeMounts": [mount, {"name": "vendor-key", "mountPath": "/etc/zizq/vendor", "readOnly": true}]
+            }],
+            "volumes": [
+                {"name": "license", "secret": {"secretName": "zizq-license"}},
+                {"name": "vendor-key", "configMap": {"name": "zizq-vendor-key"}}
+            ]
+        }
+    }))
+    .unwrap()
+}
+
+/// The file as the container sees it, through its own mount namespace.
+fn file_in_container(node: &Node, pod: &Pod, path: &str) -> Option<Vec<u8>> {
+    let id = pod
+        .status
+        .as_ref()?
+        .container_statuses
+        .as_ref()?
+        .first()?
+        .container_id
+        .clone()?;
+    let pid = node.container_pid(&id)?;
+    std::fs::read(format!("/proc/{pid}/root{path}")).ok()
+}
+
+#[tokio::test]
+async fn a_subpath_reader_really_keeps_the_old_key_and_is_reported() {
+    let Some(node) = node::start("a_subpath_reader_really_keeps_the_old_key_and_is_reported") else {
+        return;
+    };
+    let client = common::client().await;
+    install_crd(&client).await;
+    let vendor = Vendor::new("vendor-2026");
+    let run = run_id();
+    let release = Release::install(
+        &node,
+        &format!("kw-{run}"),
+        &format!("keyward-{run}"),
+        &run,
+        &[&vendor],
+        &[],
+    )
+    .await;
+    node::ready_pods(&client, &release.namespace, &release.selector(), 1).await;
+    let apps = common::TestNamespace::new("subpath").await;
+    let ns = apps.name.as_str();
+    let first = vendor.token("zizq");
+    put_secret(&client, ns, "lic", "license", first.as_bytes()).await;
+    common::operator::create_license_from(
+        &client,
+        ns,
+        serde_json::json!({
+            "apiVersion": "keyward.dev/v1alpha1", "kind": "License",
+            "metadata": {"name": "zizq", "labels": {SELECTOR_LABEL: run}},
+            "spec": {"secretRef": {"name": "lic"}, "product": "zizq",
+                     "rollout": {"targets": [{"secretName": "zizq-license", "podSelector": {"matchLabels": {"app": "zizq"}}}]}}
+        }),
+    )
+    .await;
+    let pem = vendor.trust_dir.path().join("vendor-2026.pem");
+    common::kubectl(&[
+        "create",
+        "configmap",
+        "zizq-vendor-key",
+        "-n",
+        ns,
+        &format!("--from-file=vendor.pem={}", pem.display()),
+    ]);
+    wait_license(&client, ns, "zizq", "rolled out", |l| {
+        condition(l, "RolledOut").is_some_and(|c| c.0 == "True")
+    })
+    .await;
+    let pods: Api<Pod> = Api::namespaced(client.clone(), ns);
+    let volume = watcher_pod("volume", None, "/etc/zizq/license", "/etc/zizq/license/license");
+    let sub_path = watcher_pod(
+        "sub-path",
+        Some("license"),
+        "/etc/zizq/license.key",
+        "/etc/zizq/license.key",
+    );
+    for pod in [&volume, &sub_path] {
+        pods.create(&kube::api::PostParams::default(), pod).await.unwrap();
+    }
+    let running = node::ready_pods(&client, ns, "app=zizq", 2).await;
+    let by_name = |name: &str| {
+        running
+            .iter()
+            .find(|p| p.metadata.name.as_deref() == Some(name))
+            .unwrap()
+            .clone()
+    };
+    let (volume, sub_path) = (by_name("volume"), by_name("sub-path"));
+    assert_eq!(
+        file_in_container(&node, &sub_path, "/etc/zizq/license.key").as_deref(),
+        Some(first.as_bytes())
+    );
+
+    common::operator::rotate_and_wait(&client, ns, "zizq", &vendor, "enterprise").await;
+    let renewed = wait_license(&client, ns, "zizq", "the subPath reader reported", |l| {
+        l.status
+            .as_ref()
+            .and_then(|s| s.rollout.as_ref())
+            .and_then(|r| r.consumers.as_ref())
+            .is_some_and(|c| c.restart_required == 1 && c.live == 1)
+    })
+    .await;
+    assert_eq!(
+        condition(&renewed, "ConsumersLive").map(|c| c.1).as_deref(),
+        Some("RestartRequired")
+    );
+    let target = common::kubectl(&[
+        "get",
+        "secret",
+        "zizq-license",
+        "-n",
+        ns,
+        "-o",
+        "jsonpath={.data.license}",
+    ]);
+    let current = {
+        use base64::Engine;
+        base64::engine::general_purpose::STANDARD.decode(target.trim()).unwrap()
+    };
+    assert_ne!(current, first.as_bytes());
+    common::eventually(
+        "the volume reader holds the renewed key",
+        Duration::from_secs(30),
+        || async {
+            (file_in_container(&node, &volume, "/etc/zizq/license/license").as_deref() == Some(current.as_slice()))
+                .then_some(())
+        },
+    )
+    .await;
+    // The kubelet has long refreshed the volume (the nudge reached both Pods); the subPath
+    // reader's file is the one bound at its start.
+    assert_eq!(
+        file_in_container(&node, &sub_path, "/etc/zizq/license.key").as_deref(),
+        Some(first.as_bytes()),
+        "a subPath mount keeps the key its container started with"
+    );
 }

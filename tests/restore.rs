@@ -120,11 +120,12 @@ async fn after_etcd_is_restored_from_a_snapshot_the_operator_converges_without_a
     eprintln!("after the restore: new License, rotation and deletion converged in {took:?}");
     assert_targets_valid(&client, &vendor, &[&home.name, &later.name, &fresh.name]).await;
     operator.assert_running();
-    assert!(
-        operator.logs().contains("resourceVersion went back"),
-        "{}",
-        operator.logs()
-    );
+    // Convergence may come first (a watch that finds its version ahead of the store relists on
+    // its own); the rewind is still noticed and logged, two checks after the store is back.
+    eventually("the rewind logged", Duration::from_secs(30), || async {
+        operator.logs().contains("resourceVersion went back").then_some(())
+    })
+    .await;
 }
 
 #[tokio::test]
@@ -187,9 +188,10 @@ async fn after_etcd_is_wiped_and_refilled_by_gitops_the_operator_converges_witho
     eprintln!("after the wipe: new License, rotation and deletion converged in {took:?}");
     assert_targets_valid(&client, &vendor, &[&home.name, &fresh]).await;
     operator.assert_running();
-    assert!(
-        operator.logs().contains("resourceVersion went back"),
-        "{}",
-        operator.logs()
-    );
+    // Convergence may come first (a watch that finds its version ahead of the store relists on
+    // its own); the rewind is still noticed and logged, two checks after the store is back.
+    eventually("the rewind logged", Duration::from_secs(30), || async {
+        operator.logs().contains("resourceVersion went back").then_some(())
+    })
+    .await;
 }

@@ -1,3 +1,4 @@
+use std::future::Future;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -104,6 +105,26 @@ fn shutdown_on_signals() -> watch::Receiver<bool> {
     rx
 }
 
+/// How long reconciles in flight may take to finish after SIGTERM (the kubelet waits 30 s).
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+
+/// Runs `work` to its end, or until `SHUTDOWN_GRACE` after the shutdown signal, whichever is
+/// first (`None`). kube-runtime's controller holds its runner until the License cache has
+/// synced: a shutdown that comes before the sync would otherwise wait forever.
+async fn within_grace<T>(work: impl Future<Output = T>, shutdown: watch::Receiver<bool>) -> Option<T> {
+    let deadline = async {
+        until_true(shutdown).await;
+        tokio::time::sleep(SHUTDOWN_GRACE).await;
+    };
+    tokio::select! {
+        done = work => Some(done),
+        () = deadline => {
+            tracing::warn!(grace = ?SHUTDOWN_GRACE, "shutdown did not finish within its grace period; exiting anyway");
+            None
+        }
+    }
+}
+
 async fn until_true(mut rx: watch::Receiver<bool>) {
     let _ = rx.wait_for(|v| *v).await;
 }
@@ -157,7 +178,8 @@ async fn run_async(args: Args) -> anyhow::Result<ExitCode> {
         liveness,
     };
     if !args.leader_elect {
-        crate::controller::run(client, options, metrics, ready, until_true(shutdown)).await;
+        let run = crate::controller::run(client, options, metrics, ready, until_true(shutdown.clone()));
+        within_grace(run, shutdown).await;
         return Ok(ExitCode::SUCCESS);
     }
     let lease_namespace = args
@@ -168,11 +190,19 @@ async fn run_async(args: Args) -> anyhow::Result<ExitCode> {
     // A standby is healthy and ready: it can take over at any moment.
     ready.set_ready();
     let run_client = client.clone();
-    let ended = leader::run(client, &lease_namespace, &identity, shutdown, move |stop| async move {
-        crate::controller::run(run_client, options, metrics, Readiness::default(), until_true(stop)).await;
-    })
-    .await?;
-    Ok(match ended {
+    let elected = leader::run(
+        client,
+        &lease_namespace,
+        &identity,
+        shutdown.clone(),
+        move |stop| async move {
+            crate::controller::run(run_client, options, metrics, Readiness::default(), until_true(stop)).await;
+        },
+    );
+    let Some(ended) = within_grace(elected, shutdown).await else {
+        return Ok(ExitCode::SUCCESS);
+    };
+    Ok(match ended? {
         Ended::Shutdown => ExitCode::SUCCESS,
         Ended::LeadershipLost => {
             tracing::error!("lost the leader Lease; exiting so a fresh process can stand by");

@@ -3,6 +3,7 @@ use std::sync::Arc;
 use kube::Client;
 
 use super::consumers::ConsumerIndex;
+use super::echoes::WriteEchoes;
 use super::events::EventPublisher;
 use super::ref_index::RefIndex;
 use super::rollout::RolloutSettings;
@@ -29,5 +30,9 @@ pub struct Context {
     pub usage_index: RefIndex,
     /// Which Pods read which Secrets, and how.
     pub consumers: ConsumerIndex,
+    /// The target writes whose watch events are still to come.
+    pub target_echoes: WriteEchoes,
+    /// The same for status writes.
+    pub status_echoes: WriteEchoes,
     pub settings: Settings,
 }

@@ -4,6 +4,7 @@
 mod backoff;
 pub mod consumers;
 mod context;
+mod echoes;
 mod error;
 mod events;
 pub mod finding;
@@ -97,12 +98,16 @@ pub async fn run(
         secret_index: RefIndex::default(),
         usage_index: RefIndex::default(),
         consumers: consumers::ConsumerIndex::default(),
+        target_echoes: echoes::WriteEchoes::default(),
+        status_echoes: echoes::WriteEchoes::default(),
         settings: options.settings,
     });
     let shutdown = shutdown.shared();
     sweep_orphans(&context.client, namespace.as_deref()).await;
     loop {
         liveness.syncing();
+        context.target_echoes.clear();
+        context.status_echoes.clear();
         let (controller, pod_watch) = build(&context, namespace.as_deref(), license_selector.as_deref());
         // The watchdog reports a rewind itself, then stops this controller; the loop starts anew.
         let (rewound_tx, rewound_rx) = futures::channel::oneshot::channel::<()>();
@@ -200,10 +205,15 @@ fn build(
     let (reader, writer) = reflector::store();
     let licenses = reflector::reflector(writer, watcher(api::<License>(client, namespace), license_watch))
         .applied_objects()
-        .predicate_filter(predicates::resource_version, Default::default());
+        .predicate_filter(predicates::resource_version, Default::default())
+        .filter({
+            let echoes = context.status_echoes.clone();
+            move |l| futures::future::ready(!l.as_ref().is_ok_and(|l| echoes.is_echo(&l.metadata)))
+        });
     let controller = Controller::for_stream(licenses, reader);
     let licenses_for_namespaces = controller.store();
     let (secret_index, usage_index) = (context.secret_index.clone(), context.usage_index.clone());
+    let echoes = context.target_echoes.clone();
     // Pods are watched once, in full, by `consumers::watch_pods`: it keeps only who reads which
     // Secret, and asks for the reconciles (seats and consumers) itself.
     let (wake, woken) = futures::channel::mpsc::unbounded();
@@ -216,7 +226,7 @@ fn build(
     let controller = controller
         .reconcile_on(woken)
         .watches_stream(changed(api::<PartialObjectMeta<Secret>>(client, namespace)), move |s| {
-            triggers::secret(&secret_index, &s)
+            triggers::secret(&secret_index, &echoes, &s)
         })
         .watches_stream(
             changed(api::<PartialObjectMeta<ConfigMap>>(client, namespace)),

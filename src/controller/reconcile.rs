@@ -163,7 +163,15 @@ impl Step<'_> {
             _ => None,
         };
         let settings = &self.ctx.settings.rollout;
-        let summary = rollout::roll_out(&self.ctx.client, self.license, targets, rolled.as_ref(), settings).await?;
+        let summary = rollout::roll_out(
+            &self.ctx.client,
+            &self.ctx.target_echoes,
+            self.license,
+            targets,
+            rolled.as_ref(),
+            settings,
+        )
+        .await?;
         let rolled_out = summary.as_ref().map(|r| r.rolled_out());
         self.ctx.metrics.rollout(self.namespace, self.name, rolled_out);
         let events = status::with_rollout(&mut outcome.status, self.prev(), summary.as_ref(), self.now);
@@ -205,12 +213,14 @@ async fn write_status(
     ctx: &Context,
 ) -> Result<(), Error> {
     let api: Api<License> = Api::namespaced(ctx.client.clone(), namespace);
-    api.patch_status(
-        &license.name_any(),
-        &PatchParams::default(),
-        &Patch::Merge(&status_patch(prev, status)),
-    )
-    .await?;
+    let written = api
+        .patch_status(
+            &license.name_any(),
+            &PatchParams::default(),
+            &Patch::Merge(&status_patch(prev, status)),
+        )
+        .await?;
+    ctx.status_echoes.record(&written.metadata);
     Ok(())
 }
 

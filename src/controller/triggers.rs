@@ -8,6 +8,7 @@ use kube::ResourceExt;
 use kube::core::{PartialObjectMeta, Selector, SelectorExt};
 use kube::runtime::reflector::{ObjectRef, Store};
 
+use super::echoes::WriteEchoes;
 use super::ref_index::RefIndex;
 use super::rollout;
 use crate::api::v1alpha1::License;
@@ -16,15 +17,20 @@ fn at(namespace: &str, name: &str) -> ObjectRef<License> {
     ObjectRef::new(name).within(namespace)
 }
 
-/// A Secret is a License's key Secret, or a target Secret a License manages.
-pub fn secret(index: &RefIndex, secret: &PartialObjectMeta<Secret>) -> Vec<ObjectRef<License>> {
+/// A Secret is a License's key Secret, or a target Secret a License manages (unless this event is
+/// the echo of Keyward's own write).
+pub fn secret(index: &RefIndex, echoes: &WriteEchoes, secret: &PartialObjectMeta<Secret>) -> Vec<ObjectRef<License>> {
     let namespace = secret.namespace().unwrap_or_default();
     let mut refs: Vec<ObjectRef<License>> = index
         .licenses_for(&namespace, &secret.name_any())
         .iter()
         .map(|l| at(&namespace, l))
         .collect();
-    refs.extend(rollout::owner_of(&secret.metadata).map(|(ns, name)| at(&ns, &name)));
+    if let Some((ns, name)) = rollout::owner_of(&secret.metadata)
+        && !echoes.is_echo(&secret.metadata)
+    {
+        refs.push(at(&ns, &name));
+    }
     refs
 }
 

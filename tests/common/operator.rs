@@ -115,7 +115,7 @@ impl Operator {
             ])
             .args(["--trust-reload-interval", "200ms"])
             .args(extra)
-            .env("RUST_LOG", "info,keyward=debug")
+            .env("RUST_LOG", LOG_FILTER.get().copied().unwrap_or("info,keyward=debug"))
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(&log).unwrap());
@@ -226,6 +226,14 @@ pub fn http_get(addr: SocketAddr, path: &str) -> Option<(u16, String)> {
         .map(|(_, b)| b.to_string())
         .unwrap_or_default();
     Some((code, body))
+}
+
+static LOG_FILTER: std::sync::OnceLock<&'static str> = std::sync::OnceLock::new();
+
+/// The log filter of every operator started from now on (benchmarks log what a deployment
+/// logs; tests default to debug for their failure output).
+pub fn set_log_filter(filter: &'static str) {
+    let _ = LOG_FILTER.set(filter);
 }
 
 /// A software vendor: a signing key and a directory the operator trusts.

@@ -24,6 +24,8 @@ use content::Content;
 pub use targets::{Targets, Wanted, namespaces, resolve};
 use write::{TargetOutcome, roll_out_target};
 
+use super::echoes::WriteEchoes;
+
 use super::error::Error;
 use super::finding::{Finding, Reason, reasons};
 use crate::api::v1alpha1::{License, RolloutStatus, TargetStatus};
@@ -92,6 +94,7 @@ pub fn owner_of(meta: &ObjectMeta) -> Option<(String, String)> {
 /// Rolls `content` out, or, with no verified key (`content` is `None`), leaves every target as it is.
 pub async fn roll_out(
     client: &Client,
+    echoes: &WriteEchoes,
     license: &License,
     targets: &Targets,
     content: Option<&Content>,
@@ -114,7 +117,7 @@ pub async fn roll_out(
         return Ok(Some(kept_last_good(license, wanted.len() as u32)));
     };
     let outcomes: Vec<TargetOutcome> = futures::stream::iter(wanted)
-        .map(|w| roll_out_target(client, license, w, content, settings))
+        .map(|w| roll_out_target(client, echoes, license, w, content, settings))
         .buffered(CONCURRENCY)
         .collect()
         .await;

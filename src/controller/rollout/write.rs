@@ -16,6 +16,7 @@ use super::{
     RolloutSettings, owner_of,
 };
 use crate::api::v1alpha1::License;
+use crate::controller::echoes::WriteEchoes;
 
 /// What happened to one target: the Pods carrying the revision when written, or why not.
 #[derive(Debug, Clone, PartialEq)]
@@ -60,6 +61,7 @@ enum Written {
 
 async fn write_target(
     client: &Client,
+    echoes: &WriteEchoes,
     license: &License,
     w: &Wanted,
     content: &Content,
@@ -67,7 +69,7 @@ async fn write_target(
     let api: Api<Secret> = Api::namespaced(client.clone(), &w.namespace);
     let mut desired = managed_secret(license, w, content);
     let Some(existing) = api.get_opt(&w.secret_name).await? else {
-        api.create(&PostParams::default(), &desired).await?;
+        echoes.record(&api.create(&PostParams::default(), &desired).await?.metadata);
         return Ok(Written::Changed);
     };
     let uid = existing.labels().get(OWNER_UID_LABEL).cloned();
@@ -81,7 +83,11 @@ async fn write_target(
     }
     // Replace with the resourceVersion read: a concurrent writer makes this fail and retry.
     desired.metadata.resource_version = existing.metadata.resource_version;
-    api.replace(&w.secret_name, &PostParams::default(), &desired).await?;
+    echoes.record(
+        &api.replace(&w.secret_name, &PostParams::default(), &desired)
+            .await?
+            .metadata,
+    );
     Ok(Written::Changed)
 }
 
@@ -111,6 +117,7 @@ async fn nudge_pods(client: &Client, namespace: &str, selector: &str, revision: 
 /// Writes one target (if the License may) and nudges its Pods.
 pub async fn roll_out_target(
     client: &Client,
+    echoes: &WriteEchoes,
     license: &License,
     wanted: Wanted,
     content: &Content,
@@ -120,18 +127,19 @@ pub async fn roll_out_target(
     let result = if !target_allowed(&own, &wanted.namespace, settings) {
         Err(RolloutReason::TargetNotAllowed)
     } else {
-        write_and_nudge(client, license, &wanted, content).await
+        write_and_nudge(client, echoes, license, &wanted, content).await
     };
     TargetOutcome { wanted, result }
 }
 
 async fn write_and_nudge(
     client: &Client,
+    echoes: &WriteEchoes,
     license: &License,
     w: &Wanted,
     content: &Content,
 ) -> Result<Option<u32>, RolloutReason> {
-    match write_target(client, license, w, content).await {
+    match write_target(client, echoes, license, w, content).await {
         Ok(Written::Conflict) => Err(RolloutReason::TargetConflict),
         Ok(written) => {
             if matches!(written, Written::Changed) {

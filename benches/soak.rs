@@ -454,6 +454,24 @@ async fn main() {
     if let Some((a, b)) = grows(&fds, 16.0) {
         failures.push(format!("open descriptors grew from {a} to {b}"));
     }
+    for id in unconverged.iter().take(5) {
+        // What an unconverged License shows, for whoever investigates the failed run.
+        let (ns, name) = id.split_once('/').unwrap_or_default();
+        if let Ok(l) = Api::<License>::namespaced(client.clone(), ns).get(name).await {
+            let expected = soak
+                .ledger
+                .lock()
+                .unwrap()
+                .latest
+                .get(&(ns.to_string(), name.to_string()))
+                .cloned();
+            println!(
+                "unconverged {id}: expected key ends …{}; status {}",
+                expected.as_deref().map_or("", |t| &t[t.len().saturating_sub(12)..]),
+                serde_json::to_string(&l.status).unwrap_or_default()
+            );
+        }
+    }
     if !unconverged.is_empty() {
         failures.push(format!(
             "{} Licenses unconverged 120 s after the load stopped, e.g. {:?}",

@@ -23,6 +23,7 @@ use kube::api::PostParams;
 use kube::{Api, Client};
 use serde_json::json;
 
+use common::measure::percentile;
 use common::node::{self, Node};
 use common::operator::*;
 
@@ -62,12 +63,6 @@ impl Kind {
             Kind::Bare => "bare Secret update, no Keyward (kubelet resync)",
         }
     }
-}
-
-fn percentile(samples: &mut [Duration], p: f64) -> Duration {
-    samples.sort();
-    let i = ((samples.len() as f64 - 1.0) * p).round() as usize;
-    samples[i]
 }
 
 fn workload_pod(name: &str, kind: Kind) -> Pod {

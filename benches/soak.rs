@@ -30,6 +30,7 @@ use kube::{Api, Client, ResourceExt};
 use serde_json::json;
 
 use common::audit::TargetAuditor;
+use common::measure::{percentile, rss_kib};
 use common::operator::*;
 
 const NAMESPACES: usize = 50;
@@ -39,22 +40,6 @@ const TEAM_LABEL: &str = "keyward-soak/team";
 
 fn setting(name: &str, default: u64) -> u64 {
     std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
-}
-
-fn percentile(samples: &mut [Duration], p: f64) -> Duration {
-    if samples.is_empty() {
-        return Duration::ZERO;
-    }
-    samples.sort();
-    samples[((samples.len() as f64 - 1.0) * p).round() as usize]
-}
-
-fn rss_kib(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:")?.split_whitespace().next()?.parse().ok())
-        .unwrap_or(0)
 }
 
 fn open_fds(pid: u32) -> usize {
@@ -418,7 +403,7 @@ async fn main() {
             rotations: latencies.len(),
             p50: percentile(&mut latencies, 0.5),
             p99: percentile(&mut latencies, 0.99),
-            rss_mib: rss_kib(operator.pid()) / 1024,
+            rss_mib: rss_kib(operator.pid()).0 / 1024,
             fds: open_fds(operator.pid()),
         };
         last_reconciles = reconciles;

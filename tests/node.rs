@@ -113,15 +113,10 @@ async fn license_for(client: &Client, release: &Release, namespace: &str, key: &
     .await;
 }
 
-fn key_valid(l: &License) -> bool {
-    condition(l, "Valid").is_some_and(|c| c.0 == "True")
-}
-
-#[tokio::test]
-async fn chart_runs_the_operator_pod_hardened_and_upgrades_and_uninstalls() {
-    let Some(node) = node::start("chart_runs_the_operator_pod_hardened_and_upgrades_and_uninstalls") else {
-        return;
-    };
+/// The node with one release of the chart on it, trusting `vendor-2026`, and its operator Pod
+/// ready; or a recorded skip.
+async fn operator_on_node(test: &str) -> Option<(Node, Client, Vendor, Release)> {
+    let node = node::start(test)?;
     let client = common::client().await;
     install_crd(&client).await;
     let vendor = Vendor::new("vendor-2026");
@@ -135,6 +130,21 @@ async fn chart_runs_the_operator_pod_hardened_and_upgrades_and_uninstalls() {
         &[],
     )
     .await;
+    node::ready_pods(&client, &release.namespace, &release.selector(), 1).await;
+    Some((node, client, vendor, release))
+}
+
+fn key_valid(l: &License) -> bool {
+    condition(l, "Valid").is_some_and(|c| c.0 == "True")
+}
+
+#[tokio::test]
+async fn chart_runs_the_operator_pod_hardened_and_upgrades_and_uninstalls() {
+    let Some((node, client, vendor, release)) =
+        operator_on_node("chart_runs_the_operator_pod_hardened_and_upgrades_and_uninstalls").await
+    else {
+        return;
+    };
 
     let pod = node::ready_pods(&client, &release.namespace, &release.selector(), 1)
         .await
@@ -294,23 +304,12 @@ fn uids_and_restarts(pods: &[Pod]) -> BTreeMap<String, i32> {
 
 #[tokio::test]
 async fn quickstart_workload_takes_a_renewal_live_and_never_sees_a_tampered_key() {
-    let Some(node) = node::start("quickstart_workload_takes_a_renewal_live_and_never_sees_a_tampered_key") else {
+    let Some((node, client, vendor, release)) =
+        operator_on_node("quickstart_workload_takes_a_renewal_live_and_never_sees_a_tampered_key").await
+    else {
         return;
     };
-    let client = common::client().await;
-    install_crd(&client).await;
-    let vendor = Vendor::new("vendor-2026");
-    let run = run_id();
-    let release = Release::install(
-        &node,
-        &format!("kw-{run}"),
-        &format!("keyward-{run}"),
-        &run,
-        &[&vendor],
-        &[],
-    )
-    .await;
-    node::ready_pods(&client, &release.namespace, &release.selector(), 1).await;
+    let run = release.run.clone();
 
     // The application team's side, as examples/README.md tells it.
     let apps = common::TestNamespace::new("quickstart").await;
@@ -524,23 +523,12 @@ fn file_in_container(node: &Node, pod: &Pod, path: &str) -> Option<Vec<u8>> {
 
 #[tokio::test]
 async fn a_subpath_reader_really_keeps_the_old_key_and_is_reported() {
-    let Some(node) = node::start("a_subpath_reader_really_keeps_the_old_key_and_is_reported") else {
+    let Some((node, client, vendor, release)) =
+        operator_on_node("a_subpath_reader_really_keeps_the_old_key_and_is_reported").await
+    else {
         return;
     };
-    let client = common::client().await;
-    install_crd(&client).await;
-    let vendor = Vendor::new("vendor-2026");
-    let run = run_id();
-    let release = Release::install(
-        &node,
-        &format!("kw-{run}"),
-        &format!("keyward-{run}"),
-        &run,
-        &[&vendor],
-        &[],
-    )
-    .await;
-    node::ready_pods(&client, &release.namespace, &release.selector(), 1).await;
+    let run = release.run.clone();
     let apps = common::TestNamespace::new("subpath").await;
     let ns = apps.name.as_str();
     let first = vendor.token("zizq");

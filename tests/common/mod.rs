@@ -400,5 +400,6 @@ where
 }
 
 pub mod audit;
+pub mod measure;
 pub mod node;
 pub mod operator;

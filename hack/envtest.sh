@@ -13,7 +13,9 @@
 #                                  IMAGES (default target/images, from `make image-tars`) is imported.
 #                                  Pods must use hostNetwork: the node has no Pod network.
 #   hack/envtest.sh node-tools     install containerd/runc/CNI plugins, build the node binaries
-#   hack/envtest.sh stop [DIR]     stop exactly the processes that `start DIR` started
+#   hack/envtest.sh stop [DIR] [--remove]
+#                                  stop exactly the processes that `start DIR` started; with
+#                                  --remove, also delete DIR (etcd's data, logs, certificates)
 #   hack/envtest.sh jose-python    install or locate a Python with joserfc (the independent JOSE
 #                                  implementation the interop tests check against); print its path
 #   hack/envtest.sh stop-apiserver DIR | start-apiserver DIR | stop-etcd DIR | start-etcd DIR
@@ -581,9 +583,12 @@ cmd_start() {
   write_kubeconfig "$d" "$(cat "$d/apiserver.port")" admin "$admin_token" "$d/kubeconfig"
   write_kubeconfig "$d" "$(cat "$d/apiserver.port")" developer "$dev_token" "$d/kubeconfig-developer"
   if [ -n "$owner" ]; then
-    # Watchdog: when the owner (a test binary) exits for any reason, tear the control plane down.
-    setsid bash -c 'while kill -0 "$1" 2>/dev/null; do sleep 1; done; exec "$2" stop "$3"' \
-      _ "$owner" "${BASH_SOURCE[0]}" "$d" >/dev/null 2>&1 </dev/null &
+    # Watchdog: when the owner (a test binary) exits for any reason, tear the control plane down
+    # and delete its directory (kept for inspection with KEYWARD_KEEP_ENVTEST=1).
+    local remove=--remove
+    [ "${KEYWARD_KEEP_ENVTEST:-}" = 1 ] && remove=""
+    setsid bash -c 'while kill -0 "$1" 2>/dev/null; do sleep 1; done; exec "$2" stop "$3" $4' \
+      _ "$owner" "${BASH_SOURCE[0]}" "$d" "$remove" >/dev/null 2>&1 </dev/null &
     echo $! >"$d/watchdog.pid"
   fi
   if [ -n "$node" ]; then
@@ -623,13 +628,19 @@ replace_etcd_data() {
 }
 
 cmd_stop() {
-  local d=${1:-$DEFAULT_DIR}
+  local d=${1:-$DEFAULT_DIR} remove=${2:-}
   [ -d "$d" ] || return 0
   stop_node "$d"
   stop_pidfile "$d/apiserver.pid"
   stop_pidfile "$d/etcd.pid"
   if [ -f "$d/watchdog.pid" ] && [ "$(cat "$d/watchdog.pid")" != "$PPID" ]; then stop_pidfile "$d/watchdog.pid"; fi
   rm -f "$d/watchdog.pid"
+  case "$remove" in
+    "") ;;
+    # Only a directory that `start` made: it holds the API server's port file.
+    --remove) [ -f "$d/apiserver.port" ] && rm -rf "$d" ;;
+    *) die "stop: unknown option $remove" ;;
+  esac
 }
 
 case "${1:-}" in

@@ -5,7 +5,8 @@
 //! * `KEYWARD_TEST_USE_EXISTING_CLUSTER=1` — run against the cluster of `KUBECONFIG` (kind, k3d,
 //!   a cloud cluster). Tests that need the test environment's non-admin user are skipped there.
 //! * otherwise — `hack/envtest.sh start` a private control plane, stopped when the binary exits
-//!   (an atexit hook, and the script's own watchdog should the binary be killed).
+//!   (an atexit hook, and the script's own watchdog should the binary be killed), and its
+//!   directory deleted; `KEYWARD_KEEP_ENVTEST=1` keeps the directory (logs, etcd) for inspection.
 #![allow(dead_code)]
 
 use std::path::{Path, PathBuf};
@@ -46,12 +47,19 @@ pub fn repo_root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
+/// Stops the control plane and deletes its directory (etcd's data alone is tens of MiB per test
+/// binary), unless `KEYWARD_KEEP_ENVTEST=1` asks to keep it for inspection.
 extern "C" fn stop_control_plane() {
     if let Some(dir) = ENV.get().and_then(|e| e.dir.as_ref()) {
-        let _ = Command::new(repo_root().join("hack/envtest.sh"))
-            .arg("stop")
-            .arg(dir)
-            .status();
+        let keep = std::env::var("KEYWARD_KEEP_ENVTEST").as_deref() == Ok("1");
+        let mut stop = Command::new(repo_root().join("hack/envtest.sh"));
+        stop.arg("stop").arg(dir);
+        if keep {
+            eprintln!("KEYWARD_KEEP_ENVTEST=1: the control plane's files stay in {}", dir.display());
+        } else {
+            stop.arg("--remove");
+        }
+        let _ = stop.status();
     }
 }
 

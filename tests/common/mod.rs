@@ -55,7 +55,10 @@ extern "C" fn stop_control_plane() {
         let mut stop = Command::new(repo_root().join("hack/envtest.sh"));
         stop.arg("stop").arg(dir);
         if keep {
-            eprintln!("KEYWARD_KEEP_ENVTEST=1: the control plane's files stay in {}", dir.display());
+            eprintln!(
+                "KEYWARD_KEEP_ENVTEST=1: the control plane's files stay in {}",
+                dir.display()
+            );
         } else {
             stop.arg("--remove");
         }

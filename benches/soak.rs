@@ -51,6 +51,7 @@ fn open_fds(pid: u32) -> usize {
 /// Where one License's key lives.
 #[derive(Clone)]
 struct Slot {
+    index: usize,
     namespace: String,
     name: String,
 }
@@ -69,6 +70,12 @@ struct Soak {
     slots: Vec<Slot>,
     flipping: Vec<String>,
     ledger: Arc<Mutex<Ledger>>,
+    /// One per slot, held from the ledger's entry to the write landing: two changes of one key
+    /// Secret must land in the order the ledger records them. Unserialised, a rotation retrying
+    /// through an API server restart could land after a later one, and the License would then
+    /// rightly hold a key the ledger no longer expects (the likeliest cause of the recorded
+    /// 30-minute run's one "unconverged" License; the diagnostic below now tells the two apart).
+    writing: Vec<tokio::sync::Mutex<()>>,
 }
 
 impl Soak {
@@ -80,6 +87,7 @@ impl Soak {
             let ns = labelled_namespace(client, "soak", json!({"keyward-soak/run": run})).await;
             for i in 0..PER_NAMESPACE {
                 slots.push(Slot {
+                    index: slots.len(),
                     namespace: ns.clone(),
                     name: format!("lic-{i}"),
                 });
@@ -135,6 +143,9 @@ impl Soak {
             slots,
             flipping,
             ledger: Arc::new(Mutex::new(ledger)),
+            writing: (0..NAMESPACES * PER_NAMESPACE)
+                .map(|_| tokio::sync::Mutex::new(()))
+                .collect(),
         };
         (soak, home)
     }
@@ -147,6 +158,7 @@ impl Soak {
 
     async fn rotate(&self, round: u64) {
         let slot = self.pick();
+        let _writing = self.writing[slot.index].lock().await;
         let mut claims = self.vendor.claims("zizq", Some(365 * 86_400));
         claims.jti = Some(format!("soak-{round}"));
         let token = self.vendor.sign(&claims, &Format::Jwt);
@@ -162,6 +174,7 @@ impl Soak {
     /// A key Secret deleted, then recreated with the key it should hold.
     async fn delete_and_recreate(&self) {
         let slot = self.pick();
+        let _writing = self.writing[slot.index].lock().await;
         let secrets: Api<Secret> = Api::namespaced(self.client.clone(), &slot.namespace);
         let _ = secrets.delete(&slot.name, &DeleteParams::default()).await;
         tokio::time::sleep(Duration::from_secs(2)).await;
@@ -171,6 +184,7 @@ impl Soak {
     /// A tampered key (which must never reach a target), put right 5 s later.
     async fn tamper(&self) {
         let slot = self.pick();
+        let _writing = self.writing[slot.index].lock().await;
         let good = self.ledger.lock().unwrap().latest[&(slot.namespace.clone(), slot.name.clone())].clone();
         let mut bad = good.into_bytes();
         let i = bad.iter().position(|b| *b == b'.').unwrap() + 5;
@@ -450,9 +464,16 @@ async fn main() {
                 .latest
                 .get(&(ns.to_string(), name.to_string()))
                 .cloned();
+            let tail = |t: &[u8]| String::from_utf8_lossy(&t[t.len().saturating_sub(12)..]).into_owned();
+            let in_key_secret = Api::<Secret>::namespaced(client.clone(), ns)
+                .get(name)
+                .await
+                .ok()
+                .and_then(|s| s.data?.get("license").map(|v| tail(&v.0)));
             println!(
-                "unconverged {id}: expected key ends …{}; status {}",
-                expected.as_deref().map_or("", |t| &t[t.len().saturating_sub(12)..]),
+                "unconverged {id}: the ledger expects a key ending …{}, the key Secret holds …{}; status {}",
+                expected.as_deref().map_or(String::new(), |t| tail(t.as_bytes())),
+                in_key_secret.unwrap_or_else(|| "(nothing)".into()),
                 serde_json::to_string(&l.status).unwrap_or_default()
             );
         }

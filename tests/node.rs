@@ -10,7 +10,9 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use common::node::{self, Node};
-use common::operator::{Vendor, condition, free_port, install_crd, put_secret, run_id, wait_license};
+use common::operator::{
+    Vendor, condition, free_port, install_crd, put_secret, run_id, wait_license, wait_license_within,
+};
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::Pod;
@@ -207,11 +209,14 @@ async fn chart_runs_the_operator_pod_hardened_and_upgrades_and_uninstalls() {
         args.extend(["--set-file".into(), set.clone()]);
     }
     helm_ok(&args.iter().map(String::as_str).collect::<Vec<_>>());
-    wait_license(
+    // The upgrade replaces the operator Pod (the trusted keys' checksum changed): the old one
+    // stops, the new one starts, takes the Lease and syncs before it reconciles.
+    wait_license_within(
         &client,
         &apps.name,
         "zizq",
         "the key valid after the upgrade",
+        Duration::from_secs(90),
         key_valid,
     )
     .await;
@@ -473,11 +478,15 @@ async fn deleting_the_leader_pod_hands_over() {
         holder().await.filter(|h| *h != leader)
     })
     .await;
+    // The Pod started in the deleted one's place may win the Lease while its caches still sync:
+    // it must then become Ready as leader.
     let pods: Api<Pod> = Api::namespaced(client.clone(), &namespace);
-    assert!(
-        pods.get_opt(&next).await.unwrap().is_some_and(|p| node::is_ready(&p)),
-        "the new leader {next} is a running operator Pod"
-    );
+    common::eventually(
+        &format!("the new leader {next} a ready operator Pod"),
+        Duration::from_secs(60),
+        || async { pods.get_opt(&next).await.ok().flatten().filter(|p| node::is_ready(p)) },
+    )
+    .await;
     common::operator::rotate_and_wait(&client, &apps.name, "zizq", &vendor, "enterprise").await;
 }
 

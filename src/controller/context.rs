@@ -6,7 +6,7 @@ use super::consumers::ConsumerIndex;
 use super::echoes::WriteEchoes;
 use super::events::EventPublisher;
 use super::ref_index::RefIndex;
-use super::rollout::RolloutSettings;
+use super::rollout::{ManagedSecrets, RolloutSettings};
 use super::trust::TrustStore;
 use crate::license::Policy;
 use crate::telemetry::Metrics;
@@ -32,6 +32,8 @@ pub struct Context {
     pub consumers: ConsumerIndex,
     /// The target writes whose watch events are still to come.
     pub target_echoes: WriteEchoes,
+    /// Keyward's target Secrets as the Secret watch shows them.
+    pub managed_targets: ManagedSecrets,
     /// The same for status writes.
     pub status_echoes: WriteEchoes,
     pub settings: Settings,

@@ -99,15 +99,18 @@ pub async fn run(
         usage_index: RefIndex::default(),
         consumers: consumers::ConsumerIndex::default(),
         target_echoes: echoes::WriteEchoes::default(),
+        managed_targets: rollout::ManagedSecrets::default(),
         status_echoes: echoes::WriteEchoes::default(),
         settings: options.settings,
     });
     let shutdown = shutdown.shared();
-    sweep_orphans(&context.client, namespace.as_deref()).await;
+    // Alongside the controller, not before it: readiness does not wait for a sweep of the cluster.
+    tokio::spawn(sweep_orphans(context.client.clone(), namespace.clone()));
     loop {
         liveness.syncing();
         context.target_echoes.clear();
         context.status_echoes.clear();
+        context.managed_targets.clear();
         let (controller, pod_watch) = build(&context, namespace.as_deref(), license_selector.as_deref());
         // The watchdog reports a rewind itself, then stops this controller; the loop starts anew.
         let (rewound_tx, rewound_rx) = futures::channel::oneshot::channel::<()>();
@@ -214,6 +217,7 @@ fn build(
     let licenses_for_namespaces = controller.store();
     let (secret_index, usage_index) = (context.secret_index.clone(), context.usage_index.clone());
     let echoes = context.target_echoes.clone();
+    let managed = context.managed_targets.clone();
     // Pods are watched once, in full, by `consumers::watch_pods`: it keeps only who reads which
     // Secret, and asks for the reconciles (seats and consumers) itself.
     let (wake, woken) = futures::channel::mpsc::unbounded();
@@ -225,18 +229,21 @@ fn build(
     ));
     let controller = controller
         .reconcile_on(woken)
-        .watches_stream(changed(api::<PartialObjectMeta<Secret>>(client, namespace)), move |s| {
-            triggers::secret(&secret_index, &echoes, &s)
-        })
         .watches_stream(
-            changed(api::<PartialObjectMeta<ConfigMap>>(client, namespace)),
+            changed(api::<PartialObjectMeta<Secret>>(client, namespace), move |e| {
+                managed.observe(e)
+            }),
+            move |s| triggers::secret(&secret_index, &echoes, &s),
+        )
+        .watches_stream(
+            changed(api::<PartialObjectMeta<ConfigMap>>(client, namespace), |_| {}),
             move |cm| triggers::config_map(&usage_index, &cm),
         );
     if namespace.is_some() {
         return (controller, pod_watch);
     }
     let namespaces: Api<PartialObjectMeta<Namespace>> = Api::all(client.clone());
-    let controller = controller.watches_stream(changed(namespaces), move |n| {
+    let controller = controller.watches_stream(changed(namespaces, |_| {}), move |n| {
         triggers::namespace(&licenses_for_namespaces, &n)
     });
     (controller, pod_watch)
@@ -247,13 +254,22 @@ fn build(
 /// passed on, each replay would queue a reconcile of an unchanged License, thousands at once,
 /// ahead of the changes that matter (seen in the soak: rotations waited tens of seconds after
 /// each API server restart). The License stream is filtered the same way. A rewind starts a new
-/// controller, whose filters have seen nothing.
-fn changed<K>(api: Api<K>) -> impl futures::Stream<Item = Result<K, watcher::Error>> + Send + 'static
+/// controller, whose filters have seen nothing. `observe` sees every event first (relists included),
+/// for indexes that follow the watched objects.
+fn changed<K>(
+    api: Api<K>,
+    mut observe: impl FnMut(&watcher::Event<K>) + Send + 'static,
+) -> impl futures::Stream<Item = Result<K, watcher::Error>> + Send + 'static
 where
     K: kube::Resource + Clone + std::fmt::Debug + serde::de::DeserializeOwned + Send + 'static,
     K::DynamicType: Default + Eq + std::hash::Hash + Clone + Send,
 {
     watcher(api, watcher::Config::default())
+        .inspect(move |event| {
+            if let Ok(event) = event {
+                observe(event);
+            }
+        })
         .touched_objects()
         .predicate_filter(predicates::resource_version, Default::default())
 }
@@ -277,8 +293,8 @@ fn report_ready_when_synced(store: Store<License>, ready: Readiness, liveness: L
     });
 }
 
-async fn sweep_orphans(client: &Client, namespace: Option<&str>) {
-    match rollout::sweep_orphans(client, namespace).await {
+async fn sweep_orphans(client: Client, namespace: Option<String>) {
+    match rollout::sweep_orphans(&client, namespace.as_deref()).await {
         Ok(0) => {}
         Ok(n) => info!(
             removed = n,

@@ -166,6 +166,7 @@ impl Step<'_> {
         let summary = rollout::roll_out(
             &self.ctx.client,
             &self.ctx.target_echoes,
+            &self.ctx.managed_targets,
             self.license,
             targets,
             rolled.as_ref(),

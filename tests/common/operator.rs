@@ -342,8 +342,20 @@ pub async fn wait_license(
     what: &str,
     check: impl Fn(&License) -> bool,
 ) -> License {
+    wait_license_within(client, namespace, name, what, Duration::from_secs(30), check).await
+}
+
+/// [`wait_license`] with its own deadline, for waits that include starting a Pod.
+pub async fn wait_license_within(
+    client: &Client,
+    namespace: &str,
+    name: &str,
+    what: &str,
+    deadline: Duration,
+    check: impl Fn(&License) -> bool,
+) -> License {
     let licenses: Api<License> = Api::namespaced(client.clone(), namespace);
-    eventually(what, Duration::from_secs(30), || {
+    eventually(what, deadline, || {
         let licenses = licenses.clone();
         let check = &check;
         async move { licenses.get_opt(name).await.ok().flatten().filter(|l| check(l)) }

@@ -10,6 +10,7 @@
 
 mod cleanup;
 pub mod content;
+mod managed;
 mod targets;
 mod write;
 
@@ -21,6 +22,7 @@ use kube::api::ObjectMeta;
 
 pub use cleanup::{remove_all, sweep_orphans};
 use content::Content;
+pub use managed::ManagedSecrets;
 pub use targets::{Targets, Wanted, namespaces, resolve};
 use write::{TargetOutcome, roll_out_target};
 
@@ -95,6 +97,7 @@ pub fn owner_of(meta: &ObjectMeta) -> Option<(String, String)> {
 pub async fn roll_out(
     client: &Client,
     echoes: &WriteEchoes,
+    managed: &ManagedSecrets,
     license: &License,
     targets: &Targets,
     content: Option<&Content>,
@@ -117,7 +120,7 @@ pub async fn roll_out(
         return Ok(Some(kept_last_good(license, wanted.len() as u32)));
     };
     let outcomes: Vec<TargetOutcome> = futures::stream::iter(wanted)
-        .map(|w| roll_out_target(client, echoes, license, w, content, settings))
+        .map(|w| roll_out_target(client, (echoes, managed), license, w, content, settings))
         .buffered(CONCURRENCY)
         .collect()
         .await;
@@ -127,7 +130,7 @@ pub async fn roll_out(
         .filter(|o| o.result != Err(RolloutReason::TargetConflict))
         .map(|o| (o.wanted.namespace.clone(), o.wanted.secret_name.clone()))
         .collect();
-    cleanup::prune(client, license, settings, &keep).await?;
+    cleanup::prune(client, managed, license, &keep).await?;
     let summary = summarise(&outcomes, &content.revision);
     if outcomes.iter().any(|o| o.result == Err(RolloutReason::WriteFailed)) {
         // A transient API error: retry with backoff rather than report a settled state.

@@ -10,6 +10,7 @@ use serde_json::json;
 use tracing::{info, warn};
 
 use super::content::Content;
+use super::managed::ManagedSecrets;
 use super::targets::{Wanted, target_allowed};
 use super::{
     MANAGED_BY, MANAGED_BY_LABEL, OWNER_ANNOTATION, OWNER_UID_LABEL, REVISION_ANNOTATION, RolloutReason,
@@ -59,35 +60,60 @@ enum Written {
     Conflict,
 }
 
+/// What Keyward knows of its own target writes: their watch echoes, and the targets known to hold
+/// a revision.
+type Ledger<'a> = (&'a WriteEchoes, &'a ManagedSecrets);
+
 async fn write_target(
     client: &Client,
-    echoes: &WriteEchoes,
+    (echoes, managed): Ledger<'_>,
     license: &License,
     w: &Wanted,
     content: &Content,
 ) -> Result<Written, kube::Error> {
+    let uid = license.uid().unwrap_or_default();
+    let key = (w.namespace.clone(), w.secret_name.clone());
     let api: Api<Secret> = Api::namespaced(client.clone(), &w.namespace);
     let mut desired = managed_secret(license, w, content);
+    if let Some((version, revision)) = managed.unchanged_since_confirmed(&key, &uid) {
+        if revision == content.revision {
+            return Ok(Written::UpToDate);
+        }
+        // Unchanged since Keyward's own write: replaced at that version without reading it
+        // first; should anyone have changed it meanwhile, the API server refuses (409) and the
+        // Secret is read as below.
+        desired.metadata.resource_version = Some(version);
+        match api.replace(&w.secret_name, &PostParams::default(), &desired).await {
+            Ok(replaced) => {
+                echoes.record(&replaced.metadata);
+                managed.confirm(&replaced.metadata, &content.revision);
+                return Ok(Written::Changed);
+            }
+            Err(kube::Error::Api(s)) if s.code == 409 || s.code == 404 => desired.metadata.resource_version = None,
+            Err(e) => return Err(e),
+        }
+    }
     let Some(existing) = api.get_opt(&w.secret_name).await? else {
-        echoes.record(&api.create(&PostParams::default(), &desired).await?.metadata);
+        let created = api.create(&PostParams::default(), &desired).await?;
+        echoes.record(&created.metadata);
+        managed.confirm(&created.metadata, &content.revision);
         return Ok(Written::Changed);
     };
-    let uid = existing.labels().get(OWNER_UID_LABEL).cloned();
-    if owner_of(&existing.metadata).is_none() || uid != license.uid() {
+    let owner_uid = existing.labels().get(OWNER_UID_LABEL);
+    if owner_of(&existing.metadata).is_none() || owner_uid != Some(&uid) {
         return Ok(Written::Conflict);
     }
     let same_data = existing.data == desired.data;
     let same_revision = existing.annotations().get(REVISION_ANNOTATION) == Some(&content.revision);
     if same_data && same_revision {
+        managed.confirm(&existing.metadata, &content.revision);
         return Ok(Written::UpToDate);
     }
     // Replace with the resourceVersion read: a concurrent writer makes this fail and retry.
     desired.metadata.resource_version = existing.metadata.resource_version;
-    echoes.record(
-        &api.replace(&w.secret_name, &PostParams::default(), &desired)
-            .await?
-            .metadata,
-    );
+    let replaced = api.replace(&w.secret_name, &PostParams::default(), &desired).await?;
+    echoes.record(&replaced.metadata);
+    managed.confirm(&replaced.metadata, &content.revision);
     Ok(Written::Changed)
 }
 
@@ -117,7 +143,7 @@ async fn nudge_pods(client: &Client, namespace: &str, selector: &str, revision: 
 /// Writes one target (if the License may) and nudges its Pods.
 pub async fn roll_out_target(
     client: &Client,
-    echoes: &WriteEchoes,
+    ledger: Ledger<'_>,
     license: &License,
     wanted: Wanted,
     content: &Content,
@@ -127,19 +153,19 @@ pub async fn roll_out_target(
     let result = if !target_allowed(&own, &wanted.namespace, settings) {
         Err(RolloutReason::TargetNotAllowed)
     } else {
-        write_and_nudge(client, echoes, license, &wanted, content).await
+        write_and_nudge(client, ledger, license, &wanted, content).await
     };
     TargetOutcome { wanted, result }
 }
 
 async fn write_and_nudge(
     client: &Client,
-    echoes: &WriteEchoes,
+    ledger: Ledger<'_>,
     license: &License,
     w: &Wanted,
     content: &Content,
 ) -> Result<Option<u32>, RolloutReason> {
-    match write_target(client, echoes, license, w, content).await {
+    match write_target(client, ledger, license, w, content).await {
         Ok(Written::Conflict) => Err(RolloutReason::TargetConflict),
         Ok(written) => {
             if matches!(written, Written::Changed) {

@@ -191,15 +191,16 @@ mod tests {
                 (OWNER_UID_LABEL.to_string(), uid.to_string()),
             ])
         });
-        let mut s = PartialObjectMeta::<Secret>::default();
-        s.metadata = ObjectMeta {
-            namespace: Some(ns.into()),
-            name: Some(name.into()),
-            resource_version: Some(version.into()),
-            labels,
-            ..ObjectMeta::default()
-        };
-        s
+        PartialObjectMeta::<Secret> {
+            metadata: ObjectMeta {
+                namespace: Some(ns.into()),
+                name: Some(name.into()),
+                resource_version: Some(version.into()),
+                labels,
+                ..ObjectMeta::default()
+            },
+            ..PartialObjectMeta::default()
+        }
     }
 
     fn key(ns: &str, name: &str) -> SecretKey {

@@ -484,7 +484,7 @@ async fn deleting_the_leader_pod_hands_over() {
     common::eventually(
         &format!("the new leader {next} a ready operator Pod"),
         Duration::from_secs(60),
-        || async { pods.get_opt(&next).await.ok().flatten().filter(|p| node::is_ready(p)) },
+        || async { pods.get_opt(&next).await.ok().flatten().filter(node::is_ready) },
     )
     .await;
     common::operator::rotate_and_wait(&client, &apps.name, "zizq", &vendor, "enterprise").await;

@@ -29,7 +29,7 @@ use kube::core::PartialObjectMeta;
 use kube::runtime::events::Reporter;
 use kube::runtime::reflector::{self, Store};
 use kube::runtime::{Controller, WatchStreamExt, controller, predicates, watcher};
-use kube::{Api, Client};
+use kube::{Api, Client, ResourceExt};
 use tracing::{info, warn};
 
 pub use context::{Context, Settings};
@@ -104,8 +104,7 @@ pub async fn run(
         settings: options.settings,
     });
     let shutdown = shutdown.shared();
-    // Alongside the controller, not before it: readiness does not wait for a sweep of the cluster.
-    tokio::spawn(sweep_orphans(context.client.clone(), namespace.clone()));
+    let mut swept = false;
     loop {
         liveness.syncing();
         context.target_echoes.clear();
@@ -137,6 +136,7 @@ pub async fn run(
             .with_config(controller::Config::default().concurrency(RECONCILE_CONCURRENCY))
             .graceful_shutdown_on(stop);
         report_ready_when_synced(controller.store(), ready.clone(), liveness.clone());
+        sweep_orphans_once_synced(&mut swept, controller.store(), &context.client, namespace.as_deref());
         info!(
             namespace = namespace.as_deref().unwrap_or("<all>"),
             "controller started"
@@ -193,8 +193,9 @@ fn watch_trust(options: &RunOptions, metrics: &Arc<Metrics>) -> TrustChanges {
 }
 
 /// The controller over Licenses, woken also by the objects they reference. Metadata-only
-/// watches: memory does not grow with the payloads of unrelated objects; what a License
-/// references is read on demand in the reconcile.
+/// watches, but for Keyward's own target Secrets (selected by label; only a digest of each is
+/// kept): memory does not grow with the payloads of unrelated objects; what a License references
+/// is read on demand in the reconcile.
 fn build(
     context: &Arc<Context>,
     namespace: Option<&str>,
@@ -206,7 +207,8 @@ fn build(
         None => watcher::Config::default(),
     };
     let (reader, writer) = reflector::store();
-    let licenses = reflector::reflector(writer, watcher(api::<License>(client, namespace), license_watch))
+    let license_events = watcher(api::<License>(client, namespace), license_watch).modify(slim);
+    let licenses = reflector::reflector(writer, license_events)
         .applied_objects()
         .predicate_filter(predicates::resource_version, Default::default())
         .filter({
@@ -230,23 +232,42 @@ fn build(
     let controller = controller
         .reconcile_on(woken)
         .watches_stream(
-            changed(api::<PartialObjectMeta<Secret>>(client, namespace), move |e| {
-                managed.observe(e)
-            }),
-            move |s| triggers::secret(&secret_index, &echoes, &s),
+            changed(
+                api::<PartialObjectMeta<Secret>>(client, namespace),
+                everything(),
+                |_| {},
+            ),
+            move |s| triggers::secret(&secret_index, &s),
         )
         .watches_stream(
-            changed(api::<PartialObjectMeta<ConfigMap>>(client, namespace), |_| {}),
+            changed(api::<Secret>(client, namespace), targets(), move |e| managed.observe(e)),
+            move |s| triggers::target(&echoes, &s),
+        )
+        .watches_stream(
+            changed(
+                api::<PartialObjectMeta<ConfigMap>>(client, namespace),
+                everything(),
+                |_| {},
+            ),
             move |cm| triggers::config_map(&usage_index, &cm),
         );
     if namespace.is_some() {
         return (controller, pod_watch);
     }
     let namespaces: Api<PartialObjectMeta<Namespace>> = Api::all(client.clone());
-    let controller = controller.watches_stream(changed(namespaces, |_| {}), move |n| {
+    let controller = controller.watches_stream(changed(namespaces, everything(), |_| {}), move |n| {
         triggers::namespace(&licenses_for_namespaces, &n)
     });
     (controller, pod_watch)
+}
+
+/// What the License cache leaves out: nothing the operator reads, and at 10,000 Licenses tens of
+/// MiB (every writer's `managedFields` entry; `kubectl apply`'s copy of the whole object).
+fn slim(license: &mut License) {
+    license.managed_fields_mut().clear();
+    license
+        .annotations_mut()
+        .remove("kubectl.kubernetes.io/last-applied-configuration");
 }
 
 /// The objects of a watch that are new or changed since this controller last saw them. A watch
@@ -258,13 +279,14 @@ fn build(
 /// for indexes that follow the watched objects.
 fn changed<K>(
     api: Api<K>,
+    config: watcher::Config,
     mut observe: impl FnMut(&watcher::Event<K>) + Send + 'static,
 ) -> impl futures::Stream<Item = Result<K, watcher::Error>> + Send + 'static
 where
     K: kube::Resource + Clone + std::fmt::Debug + serde::de::DeserializeOwned + Send + 'static,
     K::DynamicType: Default + Eq + std::hash::Hash + Clone + Send,
 {
-    watcher(api, watcher::Config::default())
+    watcher(api, config)
         .inspect(move |event| {
             if let Ok(event) = event {
                 observe(event);
@@ -274,21 +296,49 @@ where
         .predicate_filter(predicates::resource_version, Default::default())
 }
 
+fn everything() -> watcher::Config {
+    watcher::Config::default()
+}
+
+/// Keyward's target Secrets, in full (the index keeps a digest of their data, no payload).
+fn targets() -> watcher::Config {
+    watcher::Config::default().labels(&rollout::managed_selector())
+}
+
 fn report_ready_when_synced(store: Store<License>, ready: Readiness, liveness: Liveness) {
     tokio::spawn(async move {
-        // The store's readiness is one oneshot receiver that wakes only its latest poller, and the
-        // controller's runner waits on it too: re-poll rather than wait once.
-        loop {
-            match tokio::time::timeout(Duration::from_millis(200), store.wait_until_ready()).await {
-                Ok(Ok(())) => {
-                    info!("License cache synced; ready");
-                    ready.set_ready();
-                    liveness.synced();
-                    return;
-                }
-                Ok(Err(e)) => return warn!(error = %e, "License cache never synced"),
-                Err(_) => continue,
+        match synced(&store).await {
+            Ok(()) => {
+                info!("License cache synced; ready");
+                ready.set_ready();
+                liveness.synced();
             }
+            Err(e) => warn!(error = %e, "License cache never synced"),
+        }
+    });
+}
+
+/// Resolves once the store has synced. Its readiness is one oneshot receiver that wakes only its
+/// latest poller, and the controller's runner waits on it too: re-poll rather than wait once.
+async fn synced(store: &Store<License>) -> Result<(), reflector::store::WriterDropped> {
+    loop {
+        if let Ok(result) = tokio::time::timeout(Duration::from_millis(200), store.wait_until_ready()).await {
+            return result;
+        }
+    }
+}
+
+/// Once per run, after the License cache has synced: the sweep lists every managed Secret and
+/// every License, which would otherwise compete with the controller's own first list (at 10,000
+/// Licenses the API server reads each list out of etcd for seconds).
+fn sweep_orphans_once_synced(swept: &mut bool, store: Store<License>, client: &Client, namespace: Option<&str>) {
+    if std::mem::replace(swept, true) {
+        return;
+    }
+    let (client, namespace) = (client.clone(), namespace.map(str::to_string));
+    tokio::spawn(async move {
+        if synced(&store).await.is_ok() {
+            sweep_orphans(client, namespace).await;
         }
     });
 }

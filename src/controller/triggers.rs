@@ -17,21 +17,23 @@ fn at(namespace: &str, name: &str) -> ObjectRef<License> {
     ObjectRef::new(name).within(namespace)
 }
 
-/// A Secret is a License's key Secret, or a target Secret a License manages (unless this event is
-/// the echo of Keyward's own write).
-pub fn secret(index: &RefIndex, echoes: &WriteEchoes, secret: &PartialObjectMeta<Secret>) -> Vec<ObjectRef<License>> {
+/// A Secret is a License's key Secret.
+pub fn secret(index: &RefIndex, secret: &PartialObjectMeta<Secret>) -> Vec<ObjectRef<License>> {
     let namespace = secret.namespace().unwrap_or_default();
-    let mut refs: Vec<ObjectRef<License>> = index
+    index
         .licenses_for(&namespace, &secret.name_any())
         .iter()
         .map(|l| at(&namespace, l))
-        .collect();
-    if let Some((ns, name)) = rollout::owner_of(&secret.metadata)
-        && !echoes.is_echo(&secret.metadata)
-    {
-        refs.push(at(&ns, &name));
+        .collect()
+}
+
+/// A target Secret wakes the License that manages it, unless this event is the echo of Keyward's
+/// own write. (From the targets' own watch, after it updated the index the reconcile reads.)
+pub fn target(echoes: &WriteEchoes, secret: &Secret) -> Vec<ObjectRef<License>> {
+    match rollout::owner_of(&secret.metadata) {
+        Some((ns, name)) if !echoes.is_echo(&secret.metadata) => vec![at(&ns, &name)],
+        _ => Vec::new(),
     }
-    refs
 }
 
 /// A usage report changed.

@@ -1,28 +1,37 @@
-//! Keyward's target Secrets as the Secret watch last saw them: who owns each, at which
-//! resourceVersion, and which of them Keyward knows to hold a given revision.
+//! Keyward's target Secrets as their own watch last saw them: who owns each, at which
+//! resourceVersion, which revision it is annotated with and a digest of its data. The watch
+//! selects Keyward's label, so it carries only target Secrets, and the index keeps no payload.
 //!
-//! Two costs of every reconcile go away with it. Pruning needs a License's managed Secrets: a
+//! Three costs of every reconcile go away with it. Pruning needs a License's managed Secrets: a
 //! label-selected LIST reads every Secret of the cluster out of etcd on the API servers tests and
 //! many clusters run (1.20 has no label index), so a fleet of N Licenses cost O(N²) reads (a no-op
-//! reconcile of 1,000 Licenses took ~23 ms of API server time). And a target Keyward wrote or
-//! checked, unchanged since (same resourceVersion), needs no GET to know it is up to date.
+//! reconcile at 1,000 Licenses took ~23 ms of API server time). A target that already holds the
+//! content needs no GET to know it, also right after a restart. And a target that must change is
+//! replaced at the version the watch shows, without reading it first.
 //!
-//! The watch can lag: an index that is behind only ever causes a GET that was not needed, or a
-//! prune that waits for the next reconcile (the Secret's own watch event wakes its owner). Never a
-//! wrong write: every write still goes through the API server with its preconditions.
+//! The index can lag: then a replace is refused (409) and the Secret is read, or a prune waits for
+//! the next reconcile. Someone else's edit of a target reaches the index before it wakes the
+//! target's License (the same watch stream does both, in that order), so the reconcile it causes
+//! sees the edit. Every write still goes through the API server with its preconditions.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Arc, Mutex};
 
+use k8s_openapi::ByteString;
 use k8s_openapi::api::core::v1::Secret;
-use kube::core::PartialObjectMeta;
-use kube::runtime::watcher;
-
-use super::{MANAGED_BY, MANAGED_BY_LABEL, OWNER_UID_LABEL};
 use kube::api::ObjectMeta;
+use kube::runtime::watcher;
+use sha2::{Digest, Sha256};
+
+use super::{MANAGED_BY, MANAGED_BY_LABEL, OWNER_UID_LABEL, REVISION_ANNOTATION};
 
 /// (namespace, name) of a Secret.
 pub type SecretKey = (String, String);
+
+/// The label selector of the target Secrets' watch.
+pub fn selector() -> String {
+    format!("{MANAGED_BY_LABEL}={MANAGED_BY}")
+}
 
 #[derive(Clone, Default)]
 pub struct ManagedSecrets(Arc<Mutex<State>>);
@@ -33,28 +42,46 @@ struct State {
     by_owner: HashMap<String, BTreeSet<SecretKey>>,
     /// A relist in progress: its objects replace `seen` once complete.
     relisting: Option<Vec<(SecretKey, Seen)>>,
-    /// The version at which Keyward last wrote, or read and found, each target with a revision.
-    confirmed: HashMap<SecretKey, Confirmed>,
 }
 
 #[derive(Clone, PartialEq)]
 struct Seen {
     owner_uid: String,
     resource_version: String,
+    revision: Option<String>,
+    data: [u8; 32],
 }
 
-#[derive(Clone, PartialEq)]
-struct Confirmed {
-    resource_version: String,
-    revision: String,
+/// What the index knows of one target.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Known {
+    /// Owned by this License, annotated with this revision and holding exactly this data.
+    Holds,
+    /// Owned by this License, at this resourceVersion, with other content.
+    Differs { resource_version: String },
+    /// Not seen as this License's: absent, someone else's, or not seen yet.
+    Unknown,
+}
+
+/// A digest of a Secret's data, independent of the order it arrived in.
+pub fn data_digest(data: Option<&BTreeMap<String, ByteString>>) -> [u8; 32] {
+    let mut hasher = Sha256::new();
+    for (key, value) in data.into_iter().flatten() {
+        hasher.update((key.len() as u64).to_be_bytes());
+        hasher.update(key.as_bytes());
+        hasher.update((value.0.len() as u64).to_be_bytes());
+        hasher.update(&value.0);
+    }
+    hasher.finalize().into()
 }
 
 fn key_of(meta: &ObjectMeta) -> Option<SecretKey> {
     Some((meta.namespace.clone()?, meta.name.clone()?))
 }
 
-/// The Secret's owner and version, when Keyward manages it.
-fn managed(meta: &ObjectMeta) -> Option<(SecretKey, Seen)> {
+/// The Secret's owner, version and content, when Keyward manages it.
+fn managed(secret: &Secret) -> Option<(SecretKey, Seen)> {
+    let meta = &secret.metadata;
     let labels = meta.labels.as_ref()?;
     if labels.get(MANAGED_BY_LABEL).map(String::as_str) != Some(MANAGED_BY) {
         return None;
@@ -62,6 +89,12 @@ fn managed(meta: &ObjectMeta) -> Option<(SecretKey, Seen)> {
     let seen = Seen {
         owner_uid: labels.get(OWNER_UID_LABEL)?.clone(),
         resource_version: meta.resource_version.clone()?,
+        revision: meta
+            .annotations
+            .as_ref()
+            .and_then(|a| a.get(REVISION_ANNOTATION))
+            .cloned(),
+        data: data_digest(secret.data.as_ref()),
     };
     Some((key_of(meta)?, seen))
 }
@@ -71,18 +104,18 @@ impl ManagedSecrets {
         self.0.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Forgets everything: after the store went back in time, a version may name another write.
+    /// Forgets everything, for a controller that starts over.
     pub fn clear(&self) {
         *self.state() = State::default();
     }
 
-    /// Follows one event of the Secret metadata watch.
-    pub fn observe(&self, event: &watcher::Event<PartialObjectMeta<Secret>>) {
+    /// Follows one event of the target Secrets' watch.
+    pub fn observe(&self, event: &watcher::Event<Secret>) {
         let mut state = self.state();
         match event {
             watcher::Event::Init => state.relisting = Some(Vec::new()),
             watcher::Event::InitApply(s) => {
-                if let (Some(list), Some(entry)) = (state.relisting.as_mut(), managed(&s.metadata)) {
+                if let (Some(list), Some(entry)) = (state.relisting.as_mut(), managed(s)) {
                     list.push(entry);
                 }
             }
@@ -90,7 +123,7 @@ impl ManagedSecrets {
                 let listed = state.relisting.take().unwrap_or_default();
                 state.replace_all(listed);
             }
-            watcher::Event::Apply(s) => match managed(&s.metadata) {
+            watcher::Event::Apply(s) => match managed(s) {
                 Some((key, seen)) => state.insert(key, seen),
                 None => state.forget(key_of(&s.metadata)),
             },
@@ -108,31 +141,21 @@ impl ManagedSecrets {
         self.state().seen.get(key).is_some_and(|s| s.owner_uid == uid)
     }
 
-    /// Keyward wrote this target, or read it and found it holding `revision`.
-    pub fn confirm(&self, target: &ObjectMeta, revision: &str) {
-        let (Some(key), Some(resource_version)) = (key_of(target), target.resource_version.clone()) else {
-            return;
-        };
-        let confirmed = Confirmed {
-            resource_version,
-            revision: revision.to_string(),
-        };
-        self.state().confirmed.insert(key, confirmed);
-    }
-
-    /// The version and revision Keyward last wrote or read for this target, when the watch shows
-    /// it still at that version and owned by `owner_uid`: nobody has changed it since.
-    pub fn unchanged_since_confirmed(&self, key: &SecretKey, owner_uid: &str) -> Option<(String, String)> {
+    /// What the watch last showed of this target, against the content it should hold.
+    pub fn known(&self, key: &SecretKey, owner_uid: &str, revision: &str, data: &[u8; 32]) -> Known {
         let state = self.state();
-        let (seen, confirmed) = (state.seen.get(key)?, state.confirmed.get(key)?);
-        (seen.owner_uid == owner_uid && confirmed.resource_version == seen.resource_version)
-            .then(|| (confirmed.resource_version.clone(), confirmed.revision.clone()))
-    }
-
-    /// Whether the target is known to hold `revision` for this owner.
-    pub fn holds(&self, key: &SecretKey, owner_uid: &str, revision: &str) -> bool {
-        self.unchanged_since_confirmed(key, owner_uid)
-            .is_some_and(|(_, held)| held == revision)
+        match state.seen.get(key) {
+            Some(seen) if seen.owner_uid == owner_uid => {
+                if seen.revision.as_deref() == Some(revision) && &seen.data == data {
+                    Known::Holds
+                } else {
+                    Known::Differs {
+                        resource_version: seen.resource_version.clone(),
+                    }
+                }
+            }
+            _ => Known::Unknown,
+        }
     }
 }
 
@@ -141,7 +164,8 @@ impl State {
         if let Some(old) = self.seen.get(&key)
             && old.owner_uid != seen.owner_uid
         {
-            self.unlink_owner(&key, &old.owner_uid.clone());
+            let old_owner = old.owner_uid.clone();
+            self.unlink_owner(&key, &old_owner);
         }
         self.by_owner
             .entry(seen.owner_uid.clone())
@@ -155,7 +179,6 @@ impl State {
         if let Some(old) = self.seen.remove(&key) {
             self.unlink_owner(&key, &old.owner_uid);
         }
-        self.confirmed.remove(&key);
     }
 
     fn unlink_owner(&mut self, key: &SecretKey, uid: &str) {
@@ -173,33 +196,37 @@ impl State {
         for (key, seen) in listed {
             self.insert(key, seen);
         }
-        let seen = &self.seen;
-        self.confirmed.retain(|key, _| seen.contains_key(key));
     }
 }
 
 #[cfg(test)]
 mod tests {
-    use std::collections::BTreeMap;
-
     use super::*;
 
-    fn secret(ns: &str, name: &str, owner: Option<&str>, version: &str) -> PartialObjectMeta<Secret> {
+    fn secret(ns: &str, name: &str, owner: Option<&str>, version: &str, revision: &str, data: &str) -> Secret {
         let labels = owner.map(|uid| {
             BTreeMap::from([
                 (MANAGED_BY_LABEL.to_string(), MANAGED_BY.to_string()),
                 (OWNER_UID_LABEL.to_string(), uid.to_string()),
             ])
         });
-        PartialObjectMeta::<Secret> {
+        Secret {
             metadata: ObjectMeta {
                 namespace: Some(ns.into()),
                 name: Some(name.into()),
                 resource_version: Some(version.into()),
                 labels,
+                annotations: Some(BTreeMap::from([(
+                    REVISION_ANNOTATION.to_string(),
+                    revision.to_string(),
+                )])),
                 ..ObjectMeta::default()
             },
-            ..PartialObjectMeta::default()
+            data: Some(BTreeMap::from([(
+                "license".to_string(),
+                ByteString(data.as_bytes().to_vec()),
+            )])),
+            ..Secret::default()
         }
     }
 
@@ -207,23 +234,30 @@ mod tests {
         (ns.into(), name.into())
     }
 
+    fn digest(data: &str) -> [u8; 32] {
+        data_digest(Some(&BTreeMap::from([(
+            "license".to_string(),
+            ByteString(data.as_bytes().to_vec()),
+        )])))
+    }
+
     #[test]
     fn indexes_only_managed_secrets_by_owner_and_follows_changes() {
         let index = ManagedSecrets::default();
-        index.observe(&watcher::Event::Apply(secret("a", "t", Some("u1"), "1")));
-        index.observe(&watcher::Event::Apply(secret("b", "t", Some("u1"), "2")));
-        index.observe(&watcher::Event::Apply(secret("a", "key", None, "3")));
+        index.observe(&watcher::Event::Apply(secret("a", "t", Some("u1"), "1", "r", "k")));
+        index.observe(&watcher::Event::Apply(secret("b", "t", Some("u1"), "2", "r", "k")));
+        index.observe(&watcher::Event::Apply(secret("a", "key", None, "3", "r", "k")));
         assert_eq!(index.owned_by("u1"), BTreeSet::from([key("a", "t"), key("b", "t")]));
         assert!(index.is_owned_by(&key("a", "t"), "u1"));
         assert!(!index.is_owned_by(&key("a", "key"), "u1"));
 
         // Relabelled to another owner, then no longer managed, then deleted.
-        index.observe(&watcher::Event::Apply(secret("a", "t", Some("u2"), "4")));
+        index.observe(&watcher::Event::Apply(secret("a", "t", Some("u2"), "4", "r", "k")));
         assert_eq!(index.owned_by("u1"), BTreeSet::from([key("b", "t")]));
         assert_eq!(index.owned_by("u2"), BTreeSet::from([key("a", "t")]));
-        index.observe(&watcher::Event::Apply(secret("a", "t", None, "5")));
+        index.observe(&watcher::Event::Apply(secret("a", "t", None, "5", "r", "k")));
         assert!(index.owned_by("u2").is_empty());
-        index.observe(&watcher::Event::Delete(secret("b", "t", Some("u1"), "6")));
+        index.observe(&watcher::Event::Delete(secret("b", "t", Some("u1"), "6", "r", "k")));
         assert!(index.owned_by("u1").is_empty());
         assert!(index.0.lock().unwrap().by_owner.is_empty(), "no empty sets kept");
     }
@@ -231,9 +265,16 @@ mod tests {
     #[test]
     fn a_relist_replaces_the_index_only_once_complete() {
         let index = ManagedSecrets::default();
-        index.observe(&watcher::Event::Apply(secret("a", "gone", Some("u1"), "1")));
+        index.observe(&watcher::Event::Apply(secret("a", "gone", Some("u1"), "1", "r", "k")));
         index.observe(&watcher::Event::Init);
-        index.observe(&watcher::Event::InitApply(secret("a", "new", Some("u1"), "7")));
+        index.observe(&watcher::Event::InitApply(secret(
+            "a",
+            "new",
+            Some("u1"),
+            "7",
+            "r",
+            "k",
+        )));
         assert_eq!(
             index.owned_by("u1"),
             BTreeSet::from([key("a", "gone")]),
@@ -244,31 +285,49 @@ mod tests {
     }
 
     #[test]
-    fn a_target_holds_a_revision_only_at_the_version_confirmed() {
+    fn a_target_holds_the_content_only_with_the_same_owner_revision_and_data() {
         let index = ManagedSecrets::default();
-        let written = secret("a", "t", Some("u1"), "10");
-        index.confirm(&written.metadata, "rev1");
-        assert!(
-            !index.holds(&key("a", "t"), "u1", "rev1"),
-            "the watch has not shown it yet"
+        let at = key("a", "t");
+        assert_eq!(
+            index.known(&at, "u1", "r1", &digest("k1")),
+            Known::Unknown,
+            "not seen yet"
         );
-        index.observe(&watcher::Event::Apply(written.clone()));
-        assert!(index.holds(&key("a", "t"), "u1", "rev1"));
-        assert!(!index.holds(&key("a", "t"), "u1", "rev2"), "another revision");
-        assert!(!index.holds(&key("a", "t"), "u2", "rev1"), "another owner");
+        index.observe(&watcher::Event::Apply(secret("a", "t", Some("u1"), "10", "r1", "k1")));
+        assert_eq!(index.known(&at, "u1", "r1", &digest("k1")), Known::Holds);
+        assert_eq!(
+            index.known(&at, "u2", "r1", &digest("k1")),
+            Known::Unknown,
+            "another owner's"
+        );
+        let differs = Known::Differs {
+            resource_version: "10".into(),
+        };
+        assert_eq!(index.known(&at, "u1", "r2", &digest("k2")), differs, "a new revision");
 
-        // Someone else's edit: a new version nobody confirmed.
-        index.observe(&watcher::Event::Apply(secret("a", "t", Some("u1"), "11")));
-        assert!(!index.holds(&key("a", "t"), "u1", "rev1"));
-        index.confirm(&secret("a", "t", Some("u1"), "11").metadata, "rev1");
-        assert!(index.holds(&key("a", "t"), "u1", "rev1"));
+        // Someone else's edit of the data alone, keeping the annotation: not up to date.
+        index.observe(&watcher::Event::Apply(secret(
+            "a",
+            "t",
+            Some("u1"),
+            "11",
+            "r1",
+            "tampered",
+        )));
+        let differs = Known::Differs {
+            resource_version: "11".into(),
+        };
+        assert_eq!(index.known(&at, "u1", "r1", &digest("k1")), differs);
 
-        // Deleted: forgotten, also across a relist that no longer lists it.
-        index.observe(&watcher::Event::Delete(secret("a", "t", Some("u1"), "12")));
-        assert!(!index.holds(&key("a", "t"), "u1", "rev1"));
-        index.confirm(&secret("b", "t", Some("u1"), "13").metadata, "rev1");
-        index.observe(&watcher::Event::Init);
-        index.observe(&watcher::Event::InitDone);
-        assert!(index.0.lock().unwrap().confirmed.is_empty());
+        index.observe(&watcher::Event::Delete(secret("a", "t", Some("u1"), "12", "r1", "k1")));
+        assert_eq!(index.known(&at, "u1", "r1", &digest("k1")), Known::Unknown);
+    }
+
+    #[test]
+    fn the_digest_depends_on_every_key_and_value() {
+        let one = |k: &str, v: &str| BTreeMap::from([(k.to_string(), ByteString(v.as_bytes().to_vec()))]);
+        assert_ne!(data_digest(Some(&one("ab", "c"))), data_digest(Some(&one("a", "bc"))));
+        assert_ne!(data_digest(Some(&one("a", "b"))), data_digest(None));
+        assert_eq!(data_digest(Some(&BTreeMap::new())), data_digest(None));
     }
 }

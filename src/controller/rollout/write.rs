@@ -10,7 +10,7 @@ use serde_json::json;
 use tracing::{info, warn};
 
 use super::content::Content;
-use super::managed::ManagedSecrets;
+use super::managed::{Known, ManagedSecrets, data_digest};
 use super::targets::{Wanted, target_allowed};
 use super::{
     MANAGED_BY, MANAGED_BY_LABEL, OWNER_ANNOTATION, OWNER_UID_LABEL, REVISION_ANNOTATION, RolloutReason,
@@ -60,8 +60,8 @@ enum Written {
     Conflict,
 }
 
-/// What Keyward knows of its own target writes: their watch echoes, and the targets known to hold
-/// a revision.
+/// What Keyward knows of its target Secrets: the watch echoes of its own writes still to come,
+/// and what the targets' watch last showed.
 type Ledger<'a> = (&'a WriteEchoes, &'a ManagedSecrets);
 
 async fn write_target(
@@ -75,28 +75,29 @@ async fn write_target(
     let key = (w.namespace.clone(), w.secret_name.clone());
     let api: Api<Secret> = Api::namespaced(client.clone(), &w.namespace);
     let mut desired = managed_secret(license, w, content);
-    if let Some((version, revision)) = managed.unchanged_since_confirmed(&key, &uid) {
-        if revision == content.revision {
-            return Ok(Written::UpToDate);
-        }
-        // Unchanged since Keyward's own write: replaced at that version without reading it
-        // first; should anyone have changed it meanwhile, the API server refuses (409) and the
-        // Secret is read as below.
-        desired.metadata.resource_version = Some(version);
-        match api.replace(&w.secret_name, &PostParams::default(), &desired).await {
-            Ok(replaced) => {
-                echoes.record(&replaced.metadata);
-                managed.confirm(&replaced.metadata, &content.revision);
-                return Ok(Written::Changed);
+    let digest = data_digest(desired.data.as_ref());
+    match managed.known(&key, &uid, &content.revision, &digest) {
+        Known::Holds => return Ok(Written::UpToDate),
+        Known::Differs { resource_version } => {
+            // Replaced at the version the watch shows, without reading it first; should the
+            // index be behind, the API server refuses (409, or 404 if it is gone) and the Secret
+            // is read as below.
+            desired.metadata.resource_version = Some(resource_version);
+            match api.replace(&w.secret_name, &PostParams::default(), &desired).await {
+                Ok(replaced) => {
+                    echoes.record(&replaced.metadata);
+                    return Ok(Written::Changed);
+                }
+                Err(kube::Error::Api(s)) if s.code == 409 || s.code == 404 => {
+                    desired.metadata.resource_version = None;
+                }
+                Err(e) => return Err(e),
             }
-            Err(kube::Error::Api(s)) if s.code == 409 || s.code == 404 => desired.metadata.resource_version = None,
-            Err(e) => return Err(e),
         }
+        Known::Unknown => {}
     }
     let Some(existing) = api.get_opt(&w.secret_name).await? else {
-        let created = api.create(&PostParams::default(), &desired).await?;
-        echoes.record(&created.metadata);
-        managed.confirm(&created.metadata, &content.revision);
+        echoes.record(&api.create(&PostParams::default(), &desired).await?.metadata);
         return Ok(Written::Changed);
     };
     let owner_uid = existing.labels().get(OWNER_UID_LABEL);
@@ -106,14 +107,12 @@ async fn write_target(
     let same_data = existing.data == desired.data;
     let same_revision = existing.annotations().get(REVISION_ANNOTATION) == Some(&content.revision);
     if same_data && same_revision {
-        managed.confirm(&existing.metadata, &content.revision);
         return Ok(Written::UpToDate);
     }
     // Replace with the resourceVersion read: a concurrent writer makes this fail and retry.
     desired.metadata.resource_version = existing.metadata.resource_version;
     let replaced = api.replace(&w.secret_name, &PostParams::default(), &desired).await?;
     echoes.record(&replaced.metadata);
-    managed.confirm(&replaced.metadata, &content.revision);
     Ok(Written::Changed)
 }
 

@@ -328,9 +328,8 @@ async fn synced(store: &Store<License>) -> Result<(), reflector::store::WriterDr
     }
 }
 
-/// Once per run, after the License cache has synced: the sweep lists every managed Secret and
-/// every License, which would otherwise compete with the controller's own first list (at 10,000
-/// Licenses the API server reads each list out of etcd for seconds).
+/// Once per run, after the License cache has synced: its Licenses need no lookup, and the sweep's
+/// list does not compete with the controller's own first list.
 fn sweep_orphans_once_synced(swept: &mut bool, store: Store<License>, client: &Client, namespace: Option<&str>) {
     if std::mem::replace(swept, true) {
         return;
@@ -338,13 +337,15 @@ fn sweep_orphans_once_synced(swept: &mut bool, store: Store<License>, client: &C
     let (client, namespace) = (client.clone(), namespace.map(str::to_string));
     tokio::spawn(async move {
         if synced(&store).await.is_ok() {
-            sweep_orphans(client, namespace).await;
+            sweep_orphans(client, namespace, store).await;
         }
     });
 }
 
-async fn sweep_orphans(client: Client, namespace: Option<String>) {
-    match rollout::sweep_orphans(&client, namespace.as_deref()).await {
+async fn sweep_orphans(client: Client, namespace: Option<String>, licenses: Store<License>) {
+    let cached: std::collections::HashSet<String> =
+        licenses.state().iter().filter_map(|l| l.metadata.uid.clone()).collect();
+    match rollout::sweep_orphans(&client, namespace.as_deref(), &cached).await {
         Ok(0) => {}
         Ok(n) => info!(
             removed = n,

@@ -5,8 +5,7 @@ use std::collections::{BTreeSet, HashSet};
 
 use k8s_openapi::api::core::v1::Secret;
 use kube::api::{DeleteParams, ListParams};
-use kube::core::PartialObjectMeta;
-use kube::{Api, Client, Resource, ResourceExt};
+use kube::{Api, Client, ResourceExt};
 use tracing::info;
 
 use super::managed::{ManagedSecrets, SecretKey};
@@ -90,76 +89,53 @@ pub async fn remove_all(client: &Client, license: &License, settings: &RolloutSe
 }
 
 /// Deletes managed Secrets whose License no longer exists (deleted while the finalizer was
-/// bypassed). Owners are looked up in the API, not a local cache, so another operator's
-/// Licenses (a sharded installation's) are never mistaken for orphans: one paged LIST of the
-/// Licenses' metadata after the Secrets' (an owner that existed when its Secret was listed is in
-/// the later list unless it is gone), not one GET per Secret.
-pub async fn sweep_orphans(client: &Client, namespace: Option<&str>) -> Result<usize, kube::Error> {
-    let managed = ListParams::default().labels(&format!("{MANAGED_BY_LABEL}={MANAGED_BY}"));
-    let secrets = list_metadata_paged::<Secret>(scoped(client, namespace), &managed).await?;
-    if secrets.is_empty() {
-        return Ok(0);
+/// bypassed). An owner in the License cache (`cached`: the UIDs of the Licenses this operator
+/// reconciles) is alive; any other owner is looked up in the API by name, so another operator's
+/// Licenses (a sharded installation's) are never mistaken for orphans. The Secrets are listed a
+/// page at a time, keeping of each only what the decision needs: at 10,000 targets, whole pages
+/// kept to the end held ~100 MiB.
+pub async fn sweep_orphans(
+    client: &Client,
+    namespace: Option<&str>,
+    cached: &HashSet<String>,
+) -> Result<usize, kube::Error> {
+    let secrets: Api<Secret> = match namespace {
+        Some(ns) => Api::namespaced(client.clone(), ns),
+        None => Api::all(client.clone()),
+    };
+    let mut params = ListParams::default()
+        .labels(&format!("{MANAGED_BY_LABEL}={MANAGED_BY}"))
+        .limit(500);
+    let mut unknown_owner = Vec::new();
+    loop {
+        let page = secrets.list_metadata(&params).await?;
+        for secret in &page.items {
+            let Some(owner) = owner_of(&secret.metadata) else {
+                continue;
+            };
+            let owner_uid = secret.labels().get(OWNER_UID_LABEL).cloned().unwrap_or_default();
+            if !cached.contains(&owner_uid) {
+                let at = (secret.namespace().unwrap_or_default(), secret.name_any());
+                unknown_owner.push((at, owner, owner_uid));
+            }
+        }
+        match page.metadata.continue_.filter(|c| !c.is_empty()) {
+            Some(next) => params = params.continue_token(&next),
+            None => break,
+        }
     }
-    let licenses = list_metadata_paged::<License>(scoped(client, namespace), &ListParams::default()).await?;
-    let alive: HashSet<(String, String, String)> = licenses
-        .iter()
-        .map(|l| {
-            (
-                l.namespace().unwrap_or_default(),
-                l.name_any(),
-                l.uid().unwrap_or_default(),
-            )
-        })
-        .collect();
     let mut removed = 0;
-    for secret in &secrets {
-        let Some((ns, name)) = owner_of(&secret.metadata) else {
-            continue;
-        };
-        let owner_uid = secret.labels().get(OWNER_UID_LABEL).cloned().unwrap_or_default();
-        let owner_alive = if namespace.is_none_or(|scope| scope == ns) {
-            alive.contains(&(ns.clone(), name.clone(), owner_uid))
-        } else {
-            // An owner outside the namespace this operator lists: ask for it by name.
-            let licenses: Api<License> = Api::namespaced(client.clone(), &ns);
-            licenses
-                .get_opt(&name)
-                .await?
-                .is_some_and(|l| l.uid() == Some(owner_uid))
-        };
-        let secret_ns = secret.namespace().unwrap_or_default();
-        if !owner_alive && delete_secret(client, &secret_ns, &secret.name_any()).await? {
+    for ((secret_ns, secret_name), (ns, name), owner_uid) in unknown_owner {
+        let licenses: Api<License> = Api::namespaced(client.clone(), &ns);
+        let alive = licenses
+            .get_opt(&name)
+            .await?
+            .is_some_and(|l| l.uid() == Some(owner_uid.clone()));
+        if !alive && delete_secret(client, &secret_ns, &secret_name).await? {
             removed += 1;
-            info!(namespace = %secret_ns, secret = %secret.name_any(), owner = %format!("{ns}/{name}"),
+            info!(namespace = %secret_ns, secret = %secret_name, owner = %format!("{ns}/{name}"),
                 "removed orphaned target Secret");
         }
     }
     Ok(removed)
-}
-
-fn scoped<K>(client: &Client, namespace: Option<&str>) -> Api<K>
-where
-    K: Resource<Scope = kube::core::NamespaceResourceScope, DynamicType = ()>,
-{
-    match namespace {
-        Some(ns) => Api::namespaced(client.clone(), ns),
-        None => Api::all(client.clone()),
-    }
-}
-
-/// Every object's metadata, 500 per request, so a large cluster is never one huge response.
-async fn list_metadata_paged<K>(api: Api<K>, params: &ListParams) -> Result<Vec<PartialObjectMeta<K>>, kube::Error>
-where
-    K: Resource<DynamicType = ()> + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
-{
-    let mut params = params.clone().limit(500);
-    let mut all = Vec::new();
-    loop {
-        let page = api.list_metadata(&params).await?;
-        all.extend(page.items);
-        match page.metadata.continue_.filter(|c| !c.is_empty()) {
-            Some(next) => params = params.continue_token(&next),
-            None => return Ok(all),
-        }
-    }
 }

@@ -1,5 +1,6 @@
 //! A restart costs reads only: an operator starting over Licenses that are already reconciled
-//! checks every one of them and writes nothing, proven by the API server's own count of write
+//! checks every one of them and writes nothing, and so does a full resync (every License
+//! re-verified after a trusted-key change), proven by the API server's own count of write
 //! requests. A test binary of its own, so that no other test writes meanwhile.
 
 mod common;
@@ -64,6 +65,21 @@ async fn a_restart_over_reconciled_licenses_writes_nothing() {
     assert!(checked < Duration::from_secs(10), "{checked:?}");
     // A write would follow its reconcile within milliseconds; two quiet seconds show none came.
     common::holds_for("no write after the restart", Duration::from_secs(2), || async {
+        common::apiserver_writes(&client).await == before
+    })
+    .await;
+
+    // A full resync: another vendor's key added to the trusted keys re-verifies every License,
+    // and nothing about any of them changed.
+    let other = Vendor::new("other-vendor");
+    let (from, to) = (other.trust_dir.path().join("other-vendor.pem"), vendor.trust_dir.path());
+    std::fs::copy(&from, to.join("other-vendor.pem")).unwrap();
+    eventually("every License checked again", Duration::from_secs(30), || async {
+        (second.metric("keyward_reconcile_total").unwrap_or(0.0) >= 2.0 * LICENSES as f64).then_some(())
+    })
+    .await;
+    assert_eq!(second.metric("keyward_trusted_keys"), Some(2.0));
+    common::holds_for("no write after the full resync", Duration::from_secs(2), || async {
         common::apiserver_writes(&client).await == before
     })
     .await;

@@ -8,8 +8,8 @@ use kube::api::{DeleteParams, ListParams};
 use kube::{Api, Client, ResourceExt};
 use tracing::info;
 
-use super::managed::{ManagedSecrets, SecretKey};
-use super::{MANAGED_BY, MANAGED_BY_LABEL, OWNER_UID_LABEL, RolloutSettings, owner_of};
+use super::managed::{self, ManagedSecrets, SecretKey};
+use super::{MANAGED_BY, MANAGED_BY_LABEL, OWNER_UID_LABEL, RolloutSettings, owner_of, owner_uid_label};
 use crate::api::v1alpha1::License;
 
 fn managed_secrets_api(client: &Client, license: &License, settings: &RolloutSettings) -> Api<Secret> {
@@ -70,9 +70,7 @@ async fn labelled_for(client: &Client, (namespace, name): &SecretKey, uid: &str)
     let Some(meta) = api.get_metadata_opt(name).await? else {
         return Ok(false);
     };
-    let labels = meta.labels();
-    Ok(labels.get(MANAGED_BY_LABEL).map(String::as_str) == Some(MANAGED_BY)
-        && labels.get(OWNER_UID_LABEL).map(String::as_str) == Some(uid))
+    Ok(owner_uid_label(&meta.metadata) == Some(uid))
 }
 
 /// Removes every Secret this License manages (on deletion, or when its targets are removed from
@@ -103,9 +101,7 @@ pub async fn sweep_orphans(
         Some(ns) => Api::namespaced(client.clone(), ns),
         None => Api::all(client.clone()),
     };
-    let mut params = ListParams::default()
-        .labels(&format!("{MANAGED_BY_LABEL}={MANAGED_BY}"))
-        .limit(500);
+    let mut params = ListParams::default().labels(&managed::selector()).limit(500);
     let mut unknown_owner = Vec::new();
     loop {
         let page = secrets.list_metadata(&params).await?;
@@ -113,7 +109,7 @@ pub async fn sweep_orphans(
             let Some(owner) = owner_of(&secret.metadata) else {
                 continue;
             };
-            let owner_uid = secret.labels().get(OWNER_UID_LABEL).cloned().unwrap_or_default();
+            let owner_uid = owner_uid_label(&secret.metadata).unwrap_or_default().to_string();
             if !cached.contains(&owner_uid) {
                 let at = (secret.namespace().unwrap_or_default(), secret.name_any());
                 unknown_owner.push((at, owner, owner_uid));
@@ -130,7 +126,7 @@ pub async fn sweep_orphans(
         let alive = licenses
             .get_opt(&name)
             .await?
-            .is_some_and(|l| l.uid() == Some(owner_uid.clone()));
+            .is_some_and(|l| l.uid().as_deref() == Some(owner_uid.as_str()));
         if !alive && delete_secret(client, &secret_ns, &secret_name).await? {
             removed += 1;
             info!(namespace = %secret_ns, secret = %secret_name, owner = %format!("{ns}/{name}"),

@@ -23,7 +23,7 @@ use kube::api::ObjectMeta;
 use kube::runtime::watcher;
 use sha2::{Digest, Sha256};
 
-use super::{MANAGED_BY, MANAGED_BY_LABEL, OWNER_UID_LABEL, REVISION_ANNOTATION};
+use super::{MANAGED_BY, MANAGED_BY_LABEL, REVISION_ANNOTATION, owner_uid_label};
 
 /// (namespace, name) of a Secret.
 pub type SecretKey = (String, String);
@@ -82,12 +82,8 @@ fn key_of(meta: &ObjectMeta) -> Option<SecretKey> {
 /// The Secret's owner, version and content, when Keyward manages it.
 fn managed(secret: &Secret) -> Option<(SecretKey, Seen)> {
     let meta = &secret.metadata;
-    let labels = meta.labels.as_ref()?;
-    if labels.get(MANAGED_BY_LABEL).map(String::as_str) != Some(MANAGED_BY) {
-        return None;
-    }
     let seen = Seen {
-        owner_uid: labels.get(OWNER_UID_LABEL)?.clone(),
+        owner_uid: owner_uid_label(meta)?.to_string(),
         resource_version: meta.resource_version.clone()?,
         revision: meta
             .annotations
@@ -202,6 +198,7 @@ impl State {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::controller::rollout::OWNER_UID_LABEL;
 
     fn secret(ns: &str, name: &str, owner: Option<&str>, version: &str, revision: &str, data: &str) -> Secret {
         let labels = owner.map(|uid| {

@@ -93,6 +93,15 @@ pub fn owner_of(meta: &ObjectMeta) -> Option<(String, String)> {
     managed.then(|| (ns.to_string(), name.to_string()))
 }
 
+/// The UID of the License a Secret is labelled as managed for (Keyward's labels only).
+pub fn owner_uid_label(meta: &ObjectMeta) -> Option<&str> {
+    let labels = meta.labels.as_ref()?;
+    let managed = labels.get(MANAGED_BY_LABEL).map(String::as_str) == Some(MANAGED_BY);
+    managed
+        .then(|| labels.get(OWNER_UID_LABEL).map(String::as_str))
+        .flatten()
+}
+
 /// Rolls `content` out, or, with no verified key (`content` is `None`), leaves every target as it is.
 pub async fn roll_out(
     client: &Client,

@@ -5,7 +5,7 @@
 //! Three costs of every reconcile go away with it. Pruning needs a License's managed Secrets: a
 //! label-selected LIST reads every Secret of the cluster out of etcd on the API servers tests and
 //! many clusters run (1.20 has no label index), so a fleet of N Licenses cost O(N²) reads (a no-op
-//! reconcile at 1,000 Licenses took ~23 ms of API server time). A target that already holds the
+//! reconcile at 1,000 Licenses took ~23 ms of wall time). A target that already holds the
 //! content needs no GET to know it, also right after a restart. And a target that must change is
 //! replaced at the version the watch shows, without reading it first.
 //!

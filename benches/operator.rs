@@ -9,7 +9,10 @@
 //! * fleet / fleet-10k: 1,000 / 10,000 Licenses, each with a target, created while the operator
 //!   was down: time until all are reconciled against the bare floor (a client making the same
 //!   writes at the same concurrency), writes per License, peak RSS; then a restart over them:
-//!   time to ready and to every License checked, and the write requests it made (none).
+//!   time to ready and to every License checked, and the requests it made (no writes). The
+//!   Licenses of a namespace share one key Secret; `FLEET_KEYS=own` gives each its own.
+//!   `FLEET_LICENSES=N` sets another size, `FLEET_FLOOR=0` leaves the floor out, and
+//!   `KEYWARD_OPERATOR_WRAPPER` runs the operator under a profiler (`heaptrack -o FILE`).
 //!
 //! `cargo bench --bench operator -- cold-start memory propagation` runs a subset.
 
@@ -352,17 +355,44 @@ async fn propagation(client: &Client, targets: usize, rounds: usize) {
 }
 
 /// Licenses (each with a target in its namespace) in `namespaces` namespaces, labelled `run`.
+/// How the fleet's Licenses hold their keys: one key Secret per namespace that all its Licenses
+/// share, or one each (`FLEET_KEYS=own`), which a restart must read one by one.
+#[derive(Clone, Copy, PartialEq)]
+enum KeySecrets {
+    Shared,
+    Own,
+}
+
+impl KeySecrets {
+    fn from_env() -> Self {
+        match std::env::var("FLEET_KEYS").as_deref() {
+            Ok("own") => KeySecrets::Own,
+            _ => KeySecrets::Shared,
+        }
+    }
+
+    fn name(self, license: &str) -> String {
+        match self {
+            KeySecrets::Shared => "lic".into(),
+            KeySecrets::Own => format!("{license}-key"),
+        }
+    }
+}
+
 async fn create_fleet(
     client: &Client,
     run: &str,
     token: &str,
     licenses: usize,
     namespaces: usize,
+    keys: KeySecrets,
 ) -> Vec<(String, String)> {
     let mut slots = Vec::new();
     for _ in 0..namespaces {
         let ns = labelled_namespace(client, "bench-fleet", json!({"keyward-bench/fleet": run})).await;
-        put_secret(client, &ns, "lic", "license", token.as_bytes()).await;
+        if keys == KeySecrets::Shared {
+            put_secret(client, &ns, &keys.name(""), "license", token.as_bytes()).await;
+        }
         for i in 0..licenses / namespaces {
             slots.push((ns.clone(), format!("lic-{i}")));
         }
@@ -371,13 +401,16 @@ async fn create_fleet(
         .for_each_concurrent(64, |(ns, name)| {
             let (client, run) = (client.clone(), run.to_string());
             async move {
+                if keys == KeySecrets::Own {
+                    put_secret(&client, &ns, &keys.name(&name), "license", token.as_bytes()).await;
+                }
                 create_license_from(
                     &client,
                     &ns,
                     json!({
                         "apiVersion": "keyward.dev/v1alpha1", "kind": "License",
                         "metadata": {"name": name, "labels": {"keyward-bench/run": run}},
-                        "spec": {"secretRef": {"name": "lic"}, "product": "zizq",
+                        "spec": {"secretRef": {"name": keys.name(&name)}, "product": "zizq",
                                  "rollout": {"targets": [{"secretName": format!("{name}-target")}]}}
                     }),
                 )
@@ -472,8 +505,12 @@ fn total(writes: &std::collections::BTreeMap<String, u64>) -> u64 {
     writes.values().sum()
 }
 
+/// Read requests, as the API server counts them (a watch counts once, when it starts).
+const READS: [&str; 3] = ["GET", "LIST", "WATCH"];
+
 /// Cold start of `licenses` Licenses created while the operator was down, against the bare
-/// floor; then a restart over them, which must write nothing.
+/// floor; then a restart over them, which must write nothing. `FLEET_FLOOR=0` leaves the floor
+/// out (for profiling the operator's part); `FLEET_KEYS=own` gives each License its own key Secret.
 async fn fleet(client: &Client, licenses: usize) {
     let vendor = Vendor::new("vendor");
     let token = vendor.token("zizq");
@@ -482,7 +519,8 @@ async fn fleet(client: &Client, licenses: usize) {
     // The floor's Licenses are created only once the operator's part is measured: the API server
     // reads every License of the cluster out of etcd for a list, so they would slow the
     // operator's start-up list by as much again, which no real installation of this size sees.
-    let slots = create_fleet(client, &run, &token, licenses, namespaces).await;
+    let keys = KeySecrets::from_env();
+    let slots = create_fleet(client, &run, &token, licenses, namespaces, keys).await;
     let home = common::TestNamespace::new("bench-fleet-home").await;
     let args = [
         "--license-selector",
@@ -529,7 +567,11 @@ async fn fleet(client: &Client, licenses: usize) {
         .unwrap();
 
     println!(
-        "fleet cold start: {licenses} Licenses in {namespaces} namespaces, each with a target: {:.2} s ({:.0}/s); RSS peak {} MiB",
+        "fleet cold start: {licenses} Licenses in {namespaces} namespaces, each with a target, {}: {:.2} s ({:.0}/s); RSS peak {} MiB",
+        match keys {
+            KeySecrets::Shared => "key Secrets shared per namespace",
+            KeySecrets::Own => "a key Secret each",
+        },
         took.as_secs_f64(),
         licenses as f64 / took.as_secs_f64(),
         peak / 1024
@@ -539,6 +581,7 @@ async fn fleet(client: &Client, licenses: usize) {
     // The restart: ready and every License checked, with no write at all.
     assert!(operator.terminate().success());
     let before = common::apiserver_writes(client).await;
+    let reads_before = common::apiserver_requests(client, &READS).await;
     let started = Instant::now();
     let second = Operator::start_cluster_wide(vendor.trust_dir.path(), &args);
     second.wait_ready().await;
@@ -581,6 +624,15 @@ async fn fleet(client: &Client, licenses: usize) {
     );
     tokio::time::sleep(Duration::from_secs(2)).await;
     let after = common::apiserver_writes(client).await;
+    let reads_after = common::apiserver_requests(client, &READS).await;
+    let reads: Vec<String> = reads_after
+        .iter()
+        .filter_map(|(k, v)| {
+            let d = v - reads_before.get(k).copied().unwrap_or(0);
+            (d > 0).then(|| format!("{k} {d}"))
+        })
+        .collect();
+    println!("  restart reads: {}", reads.join(", "));
     println!(
         "  restart over {licenses} reconciled Licenses: ready {:.2} s, every License checked {:.2} s after start, {} write requests (from {} before to {} after)",
         ready.as_secs_f64(),
@@ -590,8 +642,11 @@ async fn fleet(client: &Client, licenses: usize) {
         total(&after)
     );
     drop(second);
+    if std::env::var("FLEET_FLOOR").is_ok_and(|v| v == "0") {
+        return;
+    }
 
-    let floor_slots = create_fleet(client, &floor_run, &token, licenses, namespaces).await;
+    let floor_slots = create_fleet(client, &floor_run, &token, licenses, namespaces, keys).await;
     let floor = bare_floor(client, &floor_slots, &template, events_per_license).await;
     println!(
         "  bare floor (finalizer, target, status, {events_per_license} events per License, concurrency 32): {:.2} s; Keyward/floor {:.2}x",

@@ -1,7 +1,7 @@
 //! A restart costs reads only: an operator starting over Licenses that are already reconciled
 //! checks every one of them and writes nothing, and so does a full resync (every License
-//! re-verified after a trusted-key change), proven by the API server's own count of write
-//! requests. A test binary of its own, so that no other test writes meanwhile.
+//! re-verified after a trusted-key change; it reads no Secret either), proven by the API server's
+//! own count of requests. A test binary of its own, so that no other test writes meanwhile.
 
 mod common;
 
@@ -70,7 +70,9 @@ async fn a_restart_over_reconciled_licenses_writes_nothing() {
     .await;
 
     // A full resync: another vendor's key added to the trusted keys re-verifies every License,
-    // and nothing about any of them changed.
+    // and nothing about any of them changed. The key Secret they share is unchanged since it
+    // was read: not one of them reads it again.
+    let gets_before = secret_gets(&client).await;
     let other = Vendor::new("other-vendor");
     let (from, to) = (other.trust_dir.path().join("other-vendor.pem"), vendor.trust_dir.path());
     std::fs::copy(&from, to.join("other-vendor.pem")).unwrap();
@@ -83,4 +85,21 @@ async fn a_restart_over_reconciled_licenses_writes_nothing() {
         common::apiserver_writes(&client).await == before
     })
     .await;
+    assert_eq!(secret_gets(&client).await, gets_before, "the full resync read a Secret");
+
+    // A renewal of that shared key reaches every License: none reconciles with the copy it read.
+    let renewed = vendor.renewed("zizq", "enterprise");
+    put_secret(&client, &ns.name, "lic", "license", renewed.as_bytes()).await;
+    eventually("every License on the renewed key", Duration::from_secs(60), || async {
+        let list = licenses.list(&Default::default()).await.ok()?;
+        let tiers: Vec<_> = list.items.iter().map(|l| l.status.as_ref()?.tier.clone()).collect();
+        tiers.iter().all(|t| t.as_deref() == Some("enterprise")).then_some(())
+    })
+    .await;
+}
+
+/// The GET requests for Secrets the API server has served.
+async fn secret_gets(client: &kube::Client) -> u64 {
+    let gets = common::apiserver_requests(client, &["GET"]).await;
+    gets.get("GET secrets/").copied().unwrap_or(0)
 }

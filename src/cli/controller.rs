@@ -73,9 +73,25 @@ pub struct Args {
 }
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
+    limit_malloc_arenas();
     logging::init(args.log_format);
     let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
     runtime.block_on(run_async(args))
+}
+
+/// glibc gives threads that allocate at the same time arenas of their own (up to eight per core)
+/// and hands little of them back: with 10,000 Licenses the operator's RSS was 139 MiB against a
+/// heap of about 64 MiB; with two arenas 116 MiB (`FLEET_LICENSES=10000 cargo bench --bench
+/// operator -- fleet`). The reconciles do not contend for the allocator enough for more to pay.
+/// `MALLOC_ARENA_MAX` in the environment still decides, if set. Before any thread starts.
+fn limit_malloc_arenas() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    if std::env::var_os("MALLOC_ARENA_MAX").is_none() {
+        // SAFETY: mallopt only sets a tunable; no other thread exists yet to race with it.
+        unsafe {
+            libc::mallopt(libc::M_ARENA_MAX, 2);
+        }
+    }
 }
 
 /// This replica's identity: the pod name in a cluster, else host name and process id (two

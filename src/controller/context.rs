@@ -5,6 +5,7 @@ use kube::Client;
 use super::consumers::ConsumerIndex;
 use super::echoes::WriteEchoes;
 use super::events::EventPublisher;
+use super::key_secrets::KeySecrets;
 use super::ref_index::RefIndex;
 use super::rollout::{ManagedSecrets, RolloutSettings};
 use super::trust::TrustStore;
@@ -26,6 +27,8 @@ pub struct Context {
     pub events: EventPublisher,
     pub metrics: Arc<Metrics>,
     pub secret_index: RefIndex,
+    /// Key Secrets as last read, while the Secret watch shows them unchanged.
+    pub key_secrets: KeySecrets,
     /// Usage-report ConfigMaps referenced by `spec.seats.reportedBy`.
     pub usage_index: RefIndex,
     /// Which Pods read which Secrets, and how.

@@ -2,12 +2,13 @@
 //! can be found about the key: [`KeyOutcome`], and [`KeyReason`] when it is refused.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use jiff::Timestamp;
 use k8s_openapi::api::core::v1::Secret;
-use kube::Api;
 
 use super::finding::{Finding, reasons};
+use super::key_secrets::KeySecretReader;
 use crate::api::v1alpha1::{LicenseSpec, SecretKeyRef};
 use crate::license::selection::{self, Candidate, Selection};
 use crate::license::{
@@ -140,23 +141,23 @@ pub struct Chosen {
 /// Reads and verifies every key the License references, the primary key first. Each Secret is
 /// read once. API errors other than 404 are returned for a retry.
 pub async fn read_candidates(
-    secrets: &Api<Secret>,
+    secrets: &KeySecretReader,
     spec: &LicenseSpec,
     keys: &KeySet,
     now: Timestamp,
 ) -> Result<Vec<KeyCandidate>, kube::Error> {
     let refs: Vec<&SecretKeyRef> = std::iter::once(&spec.secret_ref).chain(&spec.additional_keys).collect();
-    let mut fetched: BTreeMap<&str, Option<Secret>> = BTreeMap::new();
+    let mut fetched: BTreeMap<&str, Option<Arc<Secret>>> = BTreeMap::new();
     for r in &refs {
         if !fetched.contains_key(r.name.as_str()) {
-            fetched.insert(&r.name, secrets.get_opt(&r.name).await?);
+            fetched.insert(&r.name, secrets.get(&r.name).await?);
         }
     }
     Ok(refs
         .iter()
         .map(|r| {
             let source = format!("{}/{}", r.name, r.key);
-            match key_bytes(fetched[r.name.as_str()].as_ref(), r) {
+            match key_bytes(fetched[r.name.as_str()].as_deref(), r) {
                 Ok(token) => {
                     let outcome = verify_key(&token, keys, &spec.product, now);
                     let claims = authentic_claims(&token, &outcome);

@@ -8,6 +8,7 @@ mod echoes;
 mod error;
 mod events;
 pub mod finding;
+mod key_secrets;
 pub mod key_source;
 pub mod leader;
 pub mod reconcile;
@@ -96,6 +97,7 @@ pub async fn run(
         ),
         metrics,
         secret_index: RefIndex::default(),
+        key_secrets: key_secrets::KeySecrets::default(),
         usage_index: RefIndex::default(),
         consumers: consumers::ConsumerIndex::default(),
         target_echoes: echoes::WriteEchoes::default(),
@@ -110,6 +112,7 @@ pub async fn run(
         context.target_echoes.clear();
         context.status_echoes.clear();
         context.managed_targets.clear();
+        context.key_secrets.clear();
         let (controller, pod_watch) = build(&context, namespace.as_deref(), license_selector.as_deref());
         // The watchdog reports a rewind itself, then stops this controller; the loop starts anew.
         let (rewound_tx, rewound_rx) = futures::channel::oneshot::channel::<()>();
@@ -136,7 +139,7 @@ pub async fn run(
             .with_config(controller::Config::default().concurrency(RECONCILE_CONCURRENCY))
             .graceful_shutdown_on(stop);
         report_ready_when_synced(controller.store(), ready.clone(), liveness.clone());
-        sweep_orphans_once_synced(&mut swept, controller.store(), &context.client, namespace.as_deref());
+        sweep_orphans_once_synced(&mut swept, controller.store(), &context);
         info!(
             namespace = namespace.as_deref().unwrap_or("<all>"),
             "controller started"
@@ -220,6 +223,7 @@ fn build(
     let (secret_index, usage_index) = (context.secret_index.clone(), context.usage_index.clone());
     let echoes = context.target_echoes.clone();
     let managed = context.managed_targets.clone();
+    let key_secrets = context.key_secrets.clone();
     // Pods are watched once, in full, by `consumers::watch_pods`: it keeps only who reads which
     // Secret, and asks for the reconciles (seats and consumers) itself.
     let (wake, woken) = futures::channel::mpsc::unbounded();
@@ -235,7 +239,7 @@ fn build(
             changed(
                 api::<PartialObjectMeta<Secret>>(client, namespace),
                 everything(),
-                |_| {},
+                move |e| key_secrets.observe(e),
             ),
             move |s| triggers::secret(&secret_index, &s),
         )
@@ -328,24 +332,23 @@ async fn synced(store: &Store<License>) -> Result<(), reflector::store::WriterDr
     }
 }
 
-/// Once per run, after the License cache has synced: its Licenses need no lookup, and the sweep's
-/// list does not compete with the controller's own first list.
-fn sweep_orphans_once_synced(swept: &mut bool, store: Store<License>, client: &Client, namespace: Option<&str>) {
+/// Once per process, after the License cache has synced: its Licenses need no lookup.
+fn sweep_orphans_once_synced(swept: &mut bool, store: Store<License>, context: &Arc<Context>) {
     if std::mem::replace(swept, true) {
         return;
     }
-    let (client, namespace) = (client.clone(), namespace.map(str::to_string));
+    let context = context.clone();
     tokio::spawn(async move {
         if synced(&store).await.is_ok() {
-            sweep_orphans(client, namespace, store).await;
+            sweep_orphans(&context, store).await;
         }
     });
 }
 
-async fn sweep_orphans(client: Client, namespace: Option<String>, licenses: Store<License>) {
+async fn sweep_orphans(context: &Context, licenses: Store<License>) {
     let cached: std::collections::HashSet<String> =
         licenses.state().iter().filter_map(|l| l.metadata.uid.clone()).collect();
-    match rollout::sweep_orphans(&client, namespace.as_deref(), &cached).await {
+    match rollout::sweep_orphans(&context.client, &context.managed_targets, &cached).await {
         Ok(0) => {}
         Ok(n) => info!(
             removed = n,

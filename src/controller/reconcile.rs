@@ -6,7 +6,6 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use jiff::Timestamp;
-use k8s_openapi::api::core::v1::Secret;
 use kube::api::{Patch, PatchParams};
 use kube::runtime::controller::Action;
 use kube::runtime::finalizer::{self, finalizer};
@@ -111,7 +110,9 @@ async fn read_and_choose(
             claims: None,
         }],
         Ok(()) => {
-            let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), namespace);
+            let secrets = ctx
+                .key_secrets
+                .reader(Api::namespaced(ctx.client.clone(), namespace), namespace);
             read_candidates(&secrets, &license.spec, &ctx.trust.current(), now).await?
         }
     };

@@ -1,6 +1,6 @@
 //! Prometheus metrics. Labels carry names only: never a key, token or Secret value.
 
-use std::sync::atomic::AtomicU64;
+use std::sync::Arc;
 use std::time::Duration;
 
 use prometheus_client::encoding::EncodeLabelSet;
@@ -10,20 +10,8 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
+use super::license_series::LicenseSeries;
 use crate::api::v1alpha1::LicenseState;
-
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct LicenseLabels {
-    pub namespace: String,
-    pub name: String,
-}
-
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct StateLabels {
-    pub namespace: String,
-    pub name: String,
-    pub state: String,
-}
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ErrorLabels {
@@ -32,13 +20,7 @@ pub struct ErrorLabels {
 
 pub struct Metrics {
     registry: Registry,
-    expiry: Family<LicenseLabels, Gauge<f64, AtomicU64>>,
-    state: Family<StateLabels, Gauge>,
-    valid: Family<LicenseLabels, Gauge>,
-    rolled_out: Family<LicenseLabels, Gauge>,
-    seats_entitled: Family<LicenseLabels, Gauge>,
-    seats_used: Family<LicenseLabels, Gauge>,
-    consumers_restart_required: Family<LicenseLabels, Gauge>,
+    licenses: Arc<LicenseSeries>,
     reconciles: Counter,
     reconcile_errors: Family<ErrorLabels, Counter>,
     reconcile_duration: Histogram,
@@ -51,13 +33,7 @@ impl Default for Metrics {
     fn default() -> Self {
         let mut registry = Registry::default();
         let m = Metrics {
-            expiry: Family::default(),
-            state: Family::default(),
-            valid: Family::default(),
-            rolled_out: Family::default(),
-            seats_entitled: Family::default(),
-            seats_used: Family::default(),
-            consumers_restart_required: Family::default(),
+            licenses: Arc::default(),
             reconciles: Counter::default(),
             reconcile_errors: Family::default(),
             reconcile_duration: Histogram::new(exponential_buckets(0.001, 2.0, 14)),
@@ -66,41 +42,7 @@ impl Default for Metrics {
             watch_resyncs: Counter::default(),
             registry: Registry::default(),
         };
-        registry.register(
-            "keyward_license_expiry_timestamp_seconds",
-            "License expiry as a Unix time (absent for perpetual licenses)",
-            m.expiry.clone(),
-        );
-        registry.register(
-            "keyward_license_state",
-            "License lifecycle state, one-hot",
-            m.state.clone(),
-        );
-        registry.register(
-            "keyward_license_valid",
-            "1 when the license key verifies, else 0",
-            m.valid.clone(),
-        );
-        registry.register(
-            "keyward_license_rolled_out",
-            "1 when every rollout target holds the current key, else 0 (absent without targets)",
-            m.rolled_out.clone(),
-        );
-        registry.register(
-            "keyward_license_seats_entitled",
-            "Seats the license grants (absent when unlimited)",
-            m.seats_entitled.clone(),
-        );
-        registry.register(
-            "keyward_license_seats_used",
-            "Seats in use, when measured",
-            m.seats_used.clone(),
-        );
-        registry.register(
-            "keyward_license_consumers_restart_required",
-            "Running Pods that read a target Secret through subPath or environment variables and hold an older key than the one rolled out",
-            m.consumers_restart_required.clone(),
-        );
+        registry.register_collector(Box::new(m.licenses.clone()));
         registry.register("keyward_reconcile", "License reconciliations", m.reconciles.clone());
         registry.register(
             "keyward_watch_resyncs",
@@ -131,13 +73,6 @@ impl Default for Metrics {
     }
 }
 
-fn labels(namespace: &str, name: &str) -> LicenseLabels {
-    LicenseLabels {
-        namespace: namespace.to_string(),
-        name: name.to_string(),
-    }
-}
-
 impl Metrics {
     pub fn reconciled(&self, took: Duration) {
         self.reconciles.inc();
@@ -161,65 +96,28 @@ impl Metrics {
     }
 
     pub fn license(&self, namespace: &str, name: &str, state: LicenseState, expires_at: Option<jiff::Timestamp>) {
-        let l = labels(namespace, name);
-        match expires_at {
-            Some(t) => {
-                self.expiry.get_or_create(&l).set(t.as_second() as f64);
-            }
-            None => {
-                self.expiry.remove(&l);
-            }
-        }
-        let valid = !matches!(state, LicenseState::Invalid | LicenseState::Pending);
-        self.valid.get_or_create(&l).set(i64::from(valid));
-        for s in LicenseState::ALL {
-            let sl = StateLabels {
-                namespace: namespace.to_string(),
-                name: name.to_string(),
-                state: s.to_string(),
-            };
-            self.state.get_or_create(&sl).set(i64::from(s == state));
-        }
+        self.licenses.update(namespace, name, |s| {
+            s.state = Some(state);
+            s.expiry = expires_at.map(|t| t.as_second());
+        });
     }
 
     /// `None` when the License has no rollout targets.
     pub fn rollout(&self, namespace: &str, name: &str, rolled_out: Option<bool>) {
-        let l = labels(namespace, name);
-        match rolled_out {
-            Some(ok) => {
-                self.rolled_out.get_or_create(&l).set(i64::from(ok));
-            }
-            None => {
-                self.rolled_out.remove(&l);
-            }
-        }
+        self.licenses.update(namespace, name, |s| s.rolled_out = rolled_out);
     }
 
     pub fn seats(&self, namespace: &str, name: &str, entitled: Option<u64>, used: Option<u64>) {
-        let l = labels(namespace, name);
-        for (family, value) in [(&self.seats_entitled, entitled), (&self.seats_used, used)] {
-            match value {
-                Some(v) => {
-                    family.get_or_create(&l).set(i64::try_from(v).unwrap_or(i64::MAX));
-                }
-                None => {
-                    family.remove(&l);
-                }
-            }
-        }
+        self.licenses.update(namespace, name, |s| {
+            s.seats_entitled = entitled;
+            s.seats_used = used;
+        });
     }
 
     /// Stale consumers of a License's targets; `None` removes the series (no targets).
     pub fn consumers(&self, namespace: &str, name: &str, restart_required: Option<u32>) {
-        let l = labels(namespace, name);
-        match restart_required {
-            Some(n) => {
-                self.consumers_restart_required.get_or_create(&l).set(i64::from(n));
-            }
-            None => {
-                self.consumers_restart_required.remove(&l);
-            }
-        }
+        self.licenses
+            .update(namespace, name, |s| s.consumers_restart_required = restart_required);
     }
 
     pub fn watch_resync(&self) {
@@ -227,20 +125,7 @@ impl Metrics {
     }
 
     pub fn forget_license(&self, namespace: &str, name: &str) {
-        let l = labels(namespace, name);
-        self.consumers_restart_required.remove(&l);
-        self.seats_entitled.remove(&l);
-        self.seats_used.remove(&l);
-        self.rolled_out.remove(&l);
-        self.expiry.remove(&l);
-        self.valid.remove(&l);
-        for s in LicenseState::ALL {
-            self.state.remove(&StateLabels {
-                namespace: namespace.to_string(),
-                name: name.to_string(),
-                state: s.to_string(),
-            });
-        }
+        self.licenses.forget(namespace, name);
     }
 
     pub fn encode(&self) -> String {

@@ -1,6 +1,7 @@
 //! Metrics, health endpoints and logging.
 
 pub mod http;
+mod license_series;
 pub mod liveness;
 pub mod logging;
 pub mod metrics;

@@ -197,6 +197,11 @@ pub fn helm(args: &[&str]) -> (bool, String) {
 
 /// Write requests the API server has served, by `verb resource/subresource`.
 pub async fn apiserver_writes(client: &kube::Client) -> std::collections::BTreeMap<String, u64> {
+    apiserver_requests(client, &["POST", "PUT", "PATCH", "DELETE", "APPLY"]).await
+}
+
+/// The API server's own count of requests with these verbs, by verb and resource.
+pub async fn apiserver_requests(client: &kube::Client, verbs: &[&str]) -> std::collections::BTreeMap<String, u64> {
     let request = http::Request::get("/metrics").body(Vec::new()).unwrap();
     let text = client.request_text(request).await.expect("API server metrics");
     let mut counts = std::collections::BTreeMap::new();
@@ -209,7 +214,7 @@ pub async fn apiserver_writes(client: &kube::Client) -> std::collections::BTreeM
                 .to_string()
         };
         let verb = label("verb");
-        if !matches!(verb.as_str(), "POST" | "PUT" | "PATCH" | "DELETE" | "APPLY") {
+        if !verbs.contains(&verb.as_str()) {
             continue;
         }
         let value: f64 = line.rsplit(' ').next().and_then(|v| v.parse().ok()).unwrap_or(0.0);

@@ -65,9 +65,12 @@ impl Operator {
     }
 
     /// Starts an operator watching every namespace; give it `--license-selector` so concurrent
-    /// tests' operators leave each other's Licenses alone.
+    /// tests' operators leave each other's Licenses alone. `KEYWARD_OPERATOR_WRAPPER` runs it
+    /// under a profiler for the benchmarks (`heaptrack -o /tmp/keyward`, say).
     pub fn start_cluster_wide(trust_dir: &Path, extra: &[&str]) -> Self {
-        Self::launch(&[], None, trust_dir, extra)
+        let wrapper = std::env::var("KEYWARD_OPERATOR_WRAPPER").unwrap_or_default();
+        let wrapper: Vec<&str> = wrapper.split_whitespace().collect();
+        Self::launch(&wrapper, None, trust_dir, extra)
     }
 
     /// Starts an operator watching every namespace with the credentials of `kubeconfig`.
@@ -160,8 +163,9 @@ impl Operator {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 
+    /// The operator's own process id (not a wrapper's).
     pub fn pid(&self) -> u32 {
-        self.child.id()
+        self.operator_pid().map_or(self.child.id(), |pid| pid as u32)
     }
 
     /// The exit status, if the operator has exited.

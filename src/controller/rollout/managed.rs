@@ -14,7 +14,7 @@
 //! target's License (the same watch stream does both, in that order), so the reconcile it causes
 //! sees the edit. Every write still goes through the API server with its preconditions.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 
 use k8s_openapi::ByteString;
@@ -23,7 +23,7 @@ use kube::api::ObjectMeta;
 use kube::runtime::watcher;
 use sha2::{Digest, Sha256};
 
-use super::{MANAGED_BY, MANAGED_BY_LABEL, REVISION_ANNOTATION, owner_uid_label};
+use super::{MANAGED_BY, MANAGED_BY_LABEL, REVISION_ANNOTATION, owner_of, owner_uid_label};
 
 /// (namespace, name) of a Secret.
 pub type SecretKey = (String, String);
@@ -33,8 +33,21 @@ pub fn selector() -> String {
     format!("{MANAGED_BY_LABEL}={MANAGED_BY}")
 }
 
-#[derive(Clone, Default)]
-pub struct ManagedSecrets(Arc<Mutex<State>>);
+#[derive(Clone)]
+pub struct ManagedSecrets {
+    state: Arc<Mutex<State>>,
+    /// Whether the watch has listed every target once (since the last `clear`).
+    synced: Arc<tokio::sync::watch::Sender<bool>>,
+}
+
+impl Default for ManagedSecrets {
+    fn default() -> Self {
+        Self {
+            state: Arc::default(),
+            synced: Arc::new(tokio::sync::watch::Sender::new(false)),
+        }
+    }
+}
 
 #[derive(Default)]
 struct State {
@@ -47,6 +60,8 @@ struct State {
 #[derive(Clone, PartialEq)]
 struct Seen {
     owner_uid: String,
+    /// The owner's namespace and name, as the Secret's annotation gives them.
+    owner: Option<(String, String)>,
     resource_version: String,
     revision: Option<String>,
     data: [u8; 32],
@@ -84,6 +99,7 @@ fn managed(secret: &Secret) -> Option<(SecretKey, Seen)> {
     let meta = &secret.metadata;
     let seen = Seen {
         owner_uid: owner_uid_label(meta)?.to_string(),
+        owner: owner_of(meta),
         resource_version: meta.resource_version.clone()?,
         revision: meta
             .annotations
@@ -97,12 +113,31 @@ fn managed(secret: &Secret) -> Option<(SecretKey, Seen)> {
 
 impl ManagedSecrets {
     fn state(&self) -> std::sync::MutexGuard<'_, State> {
-        self.0.lock().unwrap_or_else(|e| e.into_inner())
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// Forgets everything, for a controller that starts over.
     pub fn clear(&self) {
         *self.state() = State::default();
+        self.synced.send_replace(false);
+    }
+
+    /// Resolves once the watch has listed every target.
+    pub async fn synced(&self) {
+        let mut synced = self.synced.subscribe();
+        // The sender lives as long as `self`: the wait cannot fail while this borrow lasts.
+        let _ = synced.wait_for(|s| *s).await;
+    }
+
+    /// Targets whose owner UID is not in `alive`, with the owner (namespace, name) their
+    /// annotation names: the candidates for orphans.
+    pub fn owned_by_others(&self, alive: &HashSet<String>) -> Vec<(SecretKey, (String, String), String)> {
+        self.state()
+            .seen
+            .iter()
+            .filter(|(_, seen)| !alive.contains(&seen.owner_uid))
+            .filter_map(|(key, seen)| Some((key.clone(), seen.owner.clone()?, seen.owner_uid.clone())))
+            .collect()
     }
 
     /// Follows one event of the target Secrets' watch.
@@ -118,6 +153,7 @@ impl ManagedSecrets {
             watcher::Event::InitDone => {
                 let listed = state.relisting.take().unwrap_or_default();
                 state.replace_all(listed);
+                self.synced.send_replace(true);
             }
             watcher::Event::Apply(s) => match managed(s) {
                 Some((key, seen)) => state.insert(key, seen),
@@ -256,7 +292,7 @@ mod tests {
         assert!(index.owned_by("u2").is_empty());
         index.observe(&watcher::Event::Delete(secret("b", "t", Some("u1"), "6", "r", "k")));
         assert!(index.owned_by("u1").is_empty());
-        assert!(index.0.lock().unwrap().by_owner.is_empty(), "no empty sets kept");
+        assert!(index.state().by_owner.is_empty(), "no empty sets kept");
     }
 
     #[test]
@@ -318,6 +354,46 @@ mod tests {
 
         index.observe(&watcher::Event::Delete(secret("a", "t", Some("u1"), "12", "r1", "k1")));
         assert_eq!(index.known(&at, "u1", "r1", &digest("k1")), Known::Unknown);
+    }
+
+    #[tokio::test]
+    async fn orphan_candidates_once_every_target_is_listed() {
+        let index = ManagedSecrets::default();
+        let mut owned = secret("a", "t", Some("u1"), "1", "r", "k");
+        owned
+            .metadata
+            .annotations
+            .get_or_insert_default()
+            .insert(super::super::OWNER_ANNOTATION.into(), "a/lic".into());
+        let mut alive_one = owned.clone();
+        alive_one.metadata.name = Some("t2".into());
+        alive_one
+            .metadata
+            .labels
+            .get_or_insert_default()
+            .insert(OWNER_UID_LABEL.into(), "u2".into());
+        let unnamed = secret("a", "t3", Some("u3"), "1", "r", "k");
+
+        index.observe(&watcher::Event::Init);
+        for s in [&owned, &alive_one, &unnamed] {
+            index.observe(&watcher::Event::InitApply(s.clone()));
+        }
+        let pending = tokio::time::timeout(std::time::Duration::from_millis(50), index.synced()).await;
+        assert!(pending.is_err(), "not synced before the list is complete");
+        index.observe(&watcher::Event::InitDone);
+        tokio::time::timeout(std::time::Duration::from_secs(1), index.synced())
+            .await
+            .expect("synced once listed");
+
+        let alive = HashSet::from(["u2".to_string()]);
+        assert_eq!(
+            index.owned_by_others(&alive),
+            vec![(key("a", "t"), key("a", "lic"), "u1".to_string())],
+            "owners alive, and Secrets without the owner annotation, are no candidates"
+        );
+        index.clear();
+        let pending = tokio::time::timeout(std::time::Duration::from_millis(50), index.synced()).await;
+        assert!(pending.is_err(), "a controller that starts over lists again");
     }
 
     #[test]

@@ -1,0 +1,241 @@
+//! Key Secrets as last read, used again while the Secret metadata watch shows them unchanged.
+//!
+//! Every reconcile needs its License's key. Read with a GET each time, a restart or a trusted-key
+//! change costs one request per License, and Licenses sharing a key Secret read it once each.
+//! Here a Secret read once is kept (its type and data, nothing else) with the resourceVersion it
+//! was read at, and used only while the metadata watch the controller runs anyway shows that same
+//! version. The watch updates its view before it wakes the Licenses a change concerns, so the
+//! reconcile a change causes never reads the old copy. A copy read at a version the watch has not
+//! shown yet, or has already moved past, is not used: read again.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use k8s_openapi::api::core::v1::Secret;
+use kube::Api;
+use kube::api::ObjectMeta;
+use kube::core::PartialObjectMeta;
+use kube::runtime::watcher;
+
+/// (namespace, name) of a Secret.
+type SecretKey = (String, String);
+
+#[derive(Clone, Default)]
+pub struct KeySecrets(Arc<Mutex<State>>);
+
+#[derive(Default)]
+struct State {
+    /// The resourceVersion of every Secret, as the metadata watch last showed it.
+    watched: HashMap<SecretKey, String>,
+    /// A relist in progress: its versions replace `watched` once complete.
+    relisting: Option<HashMap<SecretKey, String>>,
+    /// Secrets as last read, at `metadata.resource_version`.
+    read: HashMap<SecretKey, Arc<Secret>>,
+}
+
+fn key_of(meta: &ObjectMeta) -> Option<SecretKey> {
+    Some((meta.namespace.clone()?, meta.name.clone()?))
+}
+
+fn versioned(meta: &ObjectMeta) -> Option<(SecretKey, String)> {
+    Some((key_of(meta)?, meta.resource_version.clone()?))
+}
+
+/// What a key needs of a Secret: its type and data (the version it was read at, too).
+fn slim(secret: Secret) -> Secret {
+    Secret {
+        metadata: ObjectMeta {
+            resource_version: secret.metadata.resource_version,
+            ..ObjectMeta::default()
+        },
+        type_: secret.type_,
+        data: secret.data,
+        ..Secret::default()
+    }
+}
+
+impl KeySecrets {
+    fn state(&self) -> std::sync::MutexGuard<'_, State> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Forgets everything, for a controller that starts over.
+    pub fn clear(&self) {
+        *self.state() = State::default();
+    }
+
+    /// Follows one event of the Secret metadata watch.
+    pub fn observe(&self, event: &watcher::Event<PartialObjectMeta<Secret>>) {
+        let mut state = self.state();
+        match event {
+            watcher::Event::Init => state.relisting = Some(HashMap::new()),
+            watcher::Event::InitApply(s) => {
+                if let (Some(list), Some((key, version))) = (state.relisting.as_mut(), versioned(&s.metadata)) {
+                    list.insert(key, version);
+                }
+            }
+            watcher::Event::InitDone => {
+                let listed = state.relisting.take().unwrap_or_default();
+                state.read.retain(|key, _| listed.contains_key(key));
+                state.watched = listed;
+            }
+            watcher::Event::Apply(s) => {
+                if let Some((key, version)) = versioned(&s.metadata) {
+                    if state
+                        .read
+                        .get(&key)
+                        .is_some_and(|r| r.metadata.resource_version.as_ref() != Some(&version))
+                    {
+                        state.read.remove(&key);
+                    }
+                    state.watched.insert(key, version);
+                }
+            }
+            watcher::Event::Delete(s) => {
+                if let Some(key) = key_of(&s.metadata) {
+                    state.watched.remove(&key);
+                    state.read.remove(&key);
+                }
+            }
+        }
+    }
+
+    /// The copy read at the version the watch shows, if there is one.
+    fn current(&self, key: &SecretKey) -> Option<Arc<Secret>> {
+        let state = self.state();
+        let watched = state.watched.get(key)?;
+        let read = state.read.get(key)?;
+        (read.metadata.resource_version.as_ref() == Some(watched)).then(|| read.clone())
+    }
+
+    fn remember(&self, key: SecretKey, secret: Option<Secret>) -> Option<Arc<Secret>> {
+        let mut state = self.state();
+        match secret {
+            Some(secret) => {
+                let secret = Arc::new(slim(secret));
+                state.read.insert(key, secret.clone());
+                Some(secret)
+            }
+            None => {
+                state.read.remove(&key);
+                None
+            }
+        }
+    }
+
+    /// Reads Secrets of one namespace through this cache.
+    pub fn reader(&self, api: Api<Secret>, namespace: &str) -> KeySecretReader {
+        KeySecretReader {
+            cache: self.clone(),
+            api,
+            namespace: namespace.to_string(),
+        }
+    }
+}
+
+/// Key Secrets of one namespace: from the cache when current, else from the API server.
+pub struct KeySecretReader {
+    cache: KeySecrets,
+    api: Api<Secret>,
+    namespace: String,
+}
+
+impl KeySecretReader {
+    /// The Secret's type and data, or `None` when it does not exist.
+    pub async fn get(&self, name: &str) -> Result<Option<Arc<Secret>>, kube::Error> {
+        let key = (self.namespace.clone(), name.to_string());
+        if let Some(secret) = self.cache.current(&key) {
+            return Ok(Some(secret));
+        }
+        let secret = self.api.get_opt(name).await?;
+        Ok(self.cache.remember(key, secret))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn meta(name: &str, version: &str) -> PartialObjectMeta<Secret> {
+        PartialObjectMeta {
+            metadata: ObjectMeta {
+                namespace: Some("ns".into()),
+                name: Some(name.into()),
+                resource_version: Some(version.into()),
+                ..ObjectMeta::default()
+            },
+            ..Default::default()
+        }
+    }
+
+    fn read_at(name: &str, version: &str) -> Secret {
+        Secret {
+            metadata: ObjectMeta {
+                namespace: Some("ns".into()),
+                name: Some(name.into()),
+                resource_version: Some(version.into()),
+                labels: Some([("big".to_string(), "label".to_string())].into()),
+                ..ObjectMeta::default()
+            },
+            type_: Some("Opaque".into()),
+            ..Secret::default()
+        }
+    }
+
+    fn key(name: &str) -> SecretKey {
+        ("ns".into(), name.into())
+    }
+
+    #[test]
+    fn a_copy_is_used_only_at_the_version_the_watch_shows() {
+        let cache = KeySecrets::default();
+        cache.remember(key("k"), Some(read_at("k", "5")));
+        assert!(cache.current(&key("k")).is_none(), "the watch has not shown it yet");
+
+        cache.observe(&watcher::Event::Apply(meta("k", "5")));
+        let copy = cache.current(&key("k")).expect("current");
+        assert_eq!(copy.type_.as_deref(), Some("Opaque"));
+        assert!(copy.metadata.labels.is_none(), "only what a key needs is kept");
+
+        cache.observe(&watcher::Event::Apply(meta("k", "6")));
+        assert!(cache.current(&key("k")).is_none(), "changed since it was read");
+        assert!(cache.state().read.is_empty(), "the old copy is dropped");
+        // A read that raced the change and came back with the older version is not used either.
+        cache.remember(key("k"), Some(read_at("k", "5")));
+        assert!(cache.current(&key("k")).is_none());
+        cache.remember(key("k"), Some(read_at("k", "6")));
+        assert!(cache.current(&key("k")).is_some());
+
+        cache.observe(&watcher::Event::Delete(meta("k", "7")));
+        assert!(cache.current(&key("k")).is_none(), "deleted");
+        assert!(cache.state().read.is_empty(), "and forgotten");
+    }
+
+    #[test]
+    fn a_secret_found_missing_is_forgotten() {
+        let cache = KeySecrets::default();
+        cache.observe(&watcher::Event::Apply(meta("k", "5")));
+        cache.remember(key("k"), Some(read_at("k", "5")));
+        assert!(cache.remember(key("k"), None).is_none());
+        assert!(cache.current(&key("k")).is_none());
+    }
+
+    #[test]
+    fn a_relist_replaces_the_versions_once_complete_and_drops_what_it_no_longer_lists() {
+        let cache = KeySecrets::default();
+        for name in ["kept", "gone"] {
+            cache.observe(&watcher::Event::Apply(meta(name, "5")));
+            cache.remember(key(name), Some(read_at(name, "5")));
+        }
+        cache.observe(&watcher::Event::Init);
+        cache.observe(&watcher::Event::InitApply(meta("kept", "5")));
+        assert!(
+            cache.current(&key("gone")).is_some(),
+            "the last complete view serves meanwhile"
+        );
+        cache.observe(&watcher::Event::InitDone);
+        assert!(cache.current(&key("kept")).is_some());
+        assert!(cache.current(&key("gone")).is_none());
+        assert_eq!(cache.state().read.len(), 1);
+    }
+}

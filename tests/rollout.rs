@@ -509,3 +509,30 @@ async fn each_rotation_is_its_own_event_naming_its_own_revision() {
         assert_eq!(naming, 1, "one event names {revision}: {notes:#?}");
     }
 }
+
+/// A target Secret may be another License's key Secret (a team re-checking the key it is handed).
+/// Target Secrets are watched apart from all other Secrets; a renewal written there still wakes
+/// the License that reads it, although it is Keyward's own write.
+#[tokio::test]
+async fn a_target_that_is_another_licenses_key_wakes_it() {
+    let (client, ns, vendor, _operator, _) = rolled_out("chained").await;
+    let downstream = json!({
+        "apiVersion": "keyward.dev/v1alpha1", "kind": "License", "metadata": {"name": "downstream"},
+        "spec": {"secretRef": {"name": "zizq-license", "key": "license"}, "product": "zizq"}
+    });
+    create_license_from(&client, &ns.name, downstream).await;
+    wait_license(&client, &ns.name, "downstream", "Active on the rolled-out key", |l| {
+        state(l).as_deref() == Some("Active")
+    })
+    .await;
+
+    rotate_and_wait(&client, &ns.name, "zizq", &vendor, "enterprise").await;
+    wait_license(
+        &client,
+        &ns.name,
+        "downstream",
+        "on the renewal rolled out to it",
+        |l| l.status.as_ref().and_then(|s| s.tier.as_deref()) == Some("enterprise"),
+    )
+    .await;
+}

@@ -28,12 +28,19 @@ pub fn secret(index: &RefIndex, secret: &PartialObjectMeta<Secret>) -> Vec<Objec
 }
 
 /// A target Secret wakes the License that manages it, unless this event is the echo of Keyward's
-/// own write. (From the targets' own watch, after it updated the index the reconcile reads.)
-pub fn target(echoes: &WriteEchoes, secret: &Secret) -> Vec<ObjectRef<License>> {
-    match rollout::owner_of(&secret.metadata) {
-        Some((ns, name)) if !echoes.is_echo(&secret.metadata) => vec![at(&ns, &name)],
-        _ => Vec::new(),
-    }
+/// own write (from the targets' own watch, after it updated the index the reconcile reads); and,
+/// echo or not, any License whose key it is (the Secret metadata watch leaves targets out).
+pub fn target(echoes: &WriteEchoes, index: &RefIndex, secret: &Secret) -> Vec<ObjectRef<License>> {
+    let namespace = secret.metadata.namespace.clone().unwrap_or_default();
+    let owner = match rollout::owner_of(&secret.metadata) {
+        Some((ns, name)) if !echoes.is_echo(&secret.metadata) => Some(at(&ns, &name)),
+        _ => None,
+    };
+    let key_of = index
+        .licenses_for(&namespace, &secret.name_any())
+        .into_iter()
+        .map(|l| at(&namespace, &l));
+    owner.into_iter().chain(key_of).collect()
 }
 
 /// A usage report changed.

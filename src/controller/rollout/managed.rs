@@ -33,6 +33,11 @@ pub fn selector() -> String {
     format!("{MANAGED_BY_LABEL}={MANAGED_BY}")
 }
 
+/// Every other Secret: the two selectors together select each Secret exactly once.
+pub fn unmanaged_selector() -> String {
+    format!("{MANAGED_BY_LABEL}!={MANAGED_BY}")
+}
+
 #[derive(Clone)]
 pub struct ManagedSecrets {
     state: Arc<Mutex<State>>,

@@ -5,10 +5,9 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use jiff::Timestamp;
-use k8s_openapi::api::core::v1::Secret;
 
 use super::finding::{Finding, reasons};
-use super::key_secrets::KeySecretReader;
+use super::key_secrets::{KeySecret, KeySecretReader};
 use crate::api::v1alpha1::{LicenseSpec, SecretKeyRef};
 use crate::license::selection::{self, Candidate, Selection};
 use crate::license::{
@@ -147,7 +146,7 @@ pub async fn read_candidates(
     now: Timestamp,
 ) -> Result<Vec<KeyCandidate>, kube::Error> {
     let refs: Vec<&SecretKeyRef> = std::iter::once(&spec.secret_ref).chain(&spec.additional_keys).collect();
-    let mut fetched: BTreeMap<&str, Option<Arc<Secret>>> = BTreeMap::new();
+    let mut fetched: BTreeMap<&str, Option<Arc<KeySecret>>> = BTreeMap::new();
     for r in &refs {
         if !fetched.contains_key(r.name.as_str()) {
             fetched.insert(&r.name, secrets.get(&r.name).await?);
@@ -225,7 +224,7 @@ pub fn choose(candidates: &[KeyCandidate], policy: &Policy, now: Timestamp) -> C
 }
 
 /// The key bytes from a Secret already read, or why there are none.
-fn key_bytes(secret: Option<&Secret>, r: &SecretKeyRef) -> Result<Vec<u8>, Refusal> {
+fn key_bytes(secret: Option<&KeySecret>, r: &SecretKeyRef) -> Result<Vec<u8>, Refusal> {
     let name = &r.name;
     let Some(secret) = secret else {
         return Err(refusal(
@@ -241,11 +240,10 @@ fn key_bytes(secret: Option<&Secret>, r: &SecretKeyRef) -> Result<Vec<u8>, Refus
         ));
     }
     let key = &r.key;
-    let data = secret.data.as_ref();
-    if let Some(bytes) = data.and_then(|d| d.get(key)) {
+    if let Some(bytes) = secret.data.get(key) {
         return Ok(bytes.0.clone());
     }
-    let present: Vec<&str> = data.into_iter().flat_map(|d| d.keys().map(String::as_str)).collect();
+    let present: Vec<&str> = secret.data.keys().map(String::as_str).collect();
     Err(refusal(
         KeyReason::KeyNotFound,
         format!(

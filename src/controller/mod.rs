@@ -210,7 +210,14 @@ fn build(
         None => watcher::Config::default(),
     };
     let (reader, writer) = reflector::store();
-    let license_events = watcher(api::<License>(client, namespace), license_watch).modify(slim);
+    let mut warm_up = key_secrets::WarmUp::start(context.key_secrets.clone(), client.clone());
+    let license_events = watcher(api::<License>(client, namespace), license_watch)
+        .modify(slim)
+        .inspect(move |event| {
+            if let Ok(event) = event {
+                warm_up.observe(event);
+            }
+        });
     let licenses = reflector::reflector(writer, license_events)
         .applied_objects()
         .predicate_filter(predicates::resource_version, Default::default())

@@ -10,11 +10,19 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 
+/// How long a write's echo is waited for before the cache is taken as it is: an echo can be lost
+/// (the object changed again before a relist), and nothing may wait for it forever.
+pub const ECHO_WAIT: Duration = Duration::from_secs(2);
+
+/// (namespace, name) → the resourceVersion Keyward's latest write got, and when.
+type Writes = HashMap<(String, String), (String, Instant)>;
+
 #[derive(Clone, Default)]
-pub struct WriteEchoes(Arc<Mutex<HashMap<(String, String), String>>>);
+pub struct WriteEchoes(Arc<Mutex<Writes>>);
 
 fn key(meta: &ObjectMeta) -> Option<((String, String), String)> {
     Some((
@@ -27,8 +35,19 @@ impl WriteEchoes {
     /// Keyward wrote this object (the API server's answer to the write).
     pub fn record(&self, written: &ObjectMeta) {
         if let Some((at, version)) = key(written) {
-            self.0.lock().unwrap().insert(at, version);
+            self.0.lock().unwrap().insert(at, (version, Instant::now()));
         }
+    }
+
+    /// Whether `cached` predates Keyward's latest write to it, written less than [`ECHO_WAIT`]
+    /// before `now`: its echo is still to come, and a reconcile of this copy would decide from a
+    /// status already replaced (and write it, and its events, a second time).
+    pub fn awaiting(&self, cached: &ObjectMeta, now: Instant) -> bool {
+        let Some((at, version)) = key(cached) else { return false };
+        let writes = self.0.lock().unwrap();
+        writes
+            .get(&at)
+            .is_some_and(|(written, when)| *written != version && now.duration_since(*when) < ECHO_WAIT)
     }
 
     /// Forgets every write: after the store went back in time, a version may name another
@@ -42,7 +61,7 @@ impl WriteEchoes {
     pub fn is_echo(&self, seen: &ObjectMeta) -> bool {
         let Some((at, version)) = key(seen) else { return false };
         let mut writes = self.0.lock().unwrap();
-        if writes.get(&at) == Some(&version) {
+        if writes.get(&at).is_some_and(|(written, _)| *written == version) {
             writes.remove(&at);
             return true;
         }
@@ -75,6 +94,23 @@ mod tests {
             "a replay of the same version is not ours twice"
         );
         assert!(echoes.0.lock().unwrap().is_empty());
+    }
+
+    #[test]
+    fn a_copy_older_than_a_recent_write_awaits_its_echo_for_a_while() {
+        let echoes = WriteEchoes::default();
+        assert!(
+            !echoes.awaiting(&meta("a", "t", "9"), Instant::now()),
+            "nothing written"
+        );
+        echoes.record(&meta("a", "t", "10"));
+        let now = Instant::now();
+        assert!(echoes.awaiting(&meta("a", "t", "9"), now), "the copy before the write");
+        assert!(!echoes.awaiting(&meta("b", "t", "9"), now), "another namespace");
+        assert!(!echoes.awaiting(&meta("a", "t", "9"), now + ECHO_WAIT), "an echo lost");
+        assert!(!echoes.awaiting(&meta("a", "t", "10"), now), "the copy written");
+        assert!(echoes.is_echo(&meta("a", "t", "10")));
+        assert!(!echoes.awaiting(&meta("a", "t", "9"), now), "the echo has come");
     }
 
     #[test]

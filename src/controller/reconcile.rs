@@ -25,6 +25,9 @@ use crate::license::humanize::friendly_between;
 
 pub const FINALIZER: &str = "keyward.dev/cleanup";
 
+/// When to look again at a License whose cached copy predates its latest status write.
+const ECHO_RETRY: std::time::Duration = std::time::Duration::from_millis(100);
+
 pub async fn reconcile(license: Arc<License>, ctx: Arc<Context>) -> Result<Action, Error> {
     let started = Instant::now();
     let namespace = license.namespace().ok_or(Error::MissingNamespace)?;
@@ -48,6 +51,11 @@ pub fn error_policy(_license: Arc<License>, error: &Error, ctx: Arc<Context>) ->
 }
 
 async fn apply(license: &License, namespace: &str, ctx: &Context) -> Result<Action, Error> {
+    if ctx.status_echoes.awaiting(&license.metadata, Instant::now()) {
+        // Woken (by a key Secret, a Pod, a target) between this License's status write and the
+        // cache receiving it: decide once the cache has caught up.
+        return Ok(Action::requeue(ECHO_RETRY));
+    }
     let name = license.name_any();
     remember_references(license, namespace, &name, ctx);
     let now = Timestamp::now();

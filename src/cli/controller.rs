@@ -80,9 +80,8 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
 }
 
 /// glibc gives threads that allocate at the same time arenas of their own (up to eight per core)
-/// and hands little of them back: with 10,000 Licenses the operator's RSS was 139 MiB against a
-/// heap of about 64 MiB; with two arenas 116 MiB (`FLEET_LICENSES=10000 cargo bench --bench
-/// operator -- fleet`). The reconciles do not contend for the allocator enough for more to pay.
+/// and hands little of them back: with 10,000 Licenses the operator's RSS peak was 139 MiB, with
+/// two arenas 116 MiB (`FLEET_LICENSES=10000 cargo bench --bench operator -- fleet`). The reconciles do not contend for the allocator enough for more to pay.
 /// `MALLOC_ARENA_MAX` in the environment still decides, if set. Before any thread starts.
 fn limit_malloc_arenas() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]

@@ -12,7 +12,6 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 
 use futures::StreamExt;
-
 use k8s_openapi::ByteString;
 use k8s_openapi::api::core::v1::Secret;
 use kube::Api;
@@ -20,17 +19,16 @@ use kube::api::ObjectMeta;
 use kube::core::PartialObjectMeta;
 use kube::runtime::watcher;
 
+use super::rollout::SecretKey;
 use crate::api::v1alpha1::License;
-
-/// (namespace, name) of a Secret.
-type SecretKey = (String, String);
 
 #[derive(Clone, Default)]
 pub struct KeySecrets(Arc<Mutex<State>>);
 
 #[derive(Default)]
 struct State {
-    /// The resourceVersion of every Secret, as the metadata watch last showed it.
+    /// The resourceVersion of every Secret the metadata watch selects (all but Keyward's targets),
+    /// as it last showed it. A target that is also a key Secret is never here, so always read.
     watched: HashMap<SecretKey, String>,
     /// A relist in progress: its versions replace `watched` once complete.
     relisting: Option<HashMap<SecretKey, String>>,
@@ -46,8 +44,8 @@ fn versioned(meta: &ObjectMeta) -> Option<(SecretKey, String)> {
     Some((key_of(meta)?, meta.resource_version.clone()?))
 }
 
-/// What a key needs of a Secret, read at `resource_version`. (A whole `Secret` is four times the
-/// size in memory, its metadata mostly empty fields: 12 MiB more at 10,000 key Secrets.)
+/// What a key needs of a Secret, read at `resource_version`: a whole `Secret` would also keep its
+/// metadata, for every key Secret of the cluster.
 #[derive(Clone)]
 pub struct KeySecret {
     pub type_: Option<String>,

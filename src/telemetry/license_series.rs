@@ -1,9 +1,9 @@
 //! The per-License gauges, kept as one small record per License and written out at scrape time.
 //!
 //! A `Family` per gauge kept a hash-map entry with its own copy of the namespace and name for
-//! every series: eleven series per License (six of them the one-hot state) cost about 3 KiB per
-//! License, 34 MiB of a 10,000-License operator's heap. One record per License holds the same
-//! values in about 100 bytes.
+//! every series, eleven series per License (six of them the one-hot state): at 10,000 Licenses
+//! their tables were the largest peak consumer of the heap heaptrack found (16 MiB from one call
+//! site), and the RSS peak fell from 161 to 139 MiB when one record per License replaced them.
 
 use std::collections::BTreeMap;
 use std::sync::Mutex;

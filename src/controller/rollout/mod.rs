@@ -22,7 +22,7 @@ use kube::api::ObjectMeta;
 
 pub use cleanup::{remove_all, sweep_orphans};
 use content::Content;
-pub use managed::{ManagedSecrets, selector as managed_selector, unmanaged_selector};
+pub use managed::{ManagedSecrets, SecretKey, selector as managed_selector, unmanaged_selector};
 pub use targets::{Targets, Wanted, namespaces, resolve};
 use write::{TargetOutcome, roll_out_target};
 

@@ -491,6 +491,11 @@ async fn main() {
         for f in &failures {
             println!("soak FAILED: {f}");
         }
+        // The operator's log goes with its temporary directory: keep a copy for the investigation.
+        let kept = std::env::temp_dir().join("keyward-soak-operator.log");
+        if std::fs::copy(&operator.log, &kept).is_ok() {
+            println!("the operator's log: {}", kept.display());
+        }
         std::process::exit(1);
     }
 }

@@ -36,6 +36,20 @@ struct State {
     read: HashMap<SecretKey, Arc<KeySecret>>,
 }
 
+impl State {
+    /// The watch shows this Secret at `version`; a copy read at another is dropped.
+    fn apply(&mut self, key: &SecretKey, version: &str) {
+        if self
+            .read
+            .get(key)
+            .is_some_and(|r| r.resource_version.as_deref() != Some(version))
+        {
+            self.read.remove(key);
+        }
+        self.watched.insert(key.clone(), version.to_string());
+    }
+}
+
 fn key_of(meta: &ObjectMeta) -> Option<SecretKey> {
     Some((meta.namespace.clone()?, meta.name.clone()?))
 }
@@ -78,9 +92,15 @@ impl KeySecrets {
         let mut state = self.state();
         match event {
             watcher::Event::Init => state.relisting = Some(HashMap::new()),
+            // Applied at once, not at the end of the relist: each listed object already wakes
+            // its Licenses, whose reconcile must not take a copy the listing has just outdated.
+            // Only removals wait for the list to be complete.
             watcher::Event::InitApply(s) => {
-                if let (Some(list), Some((key, version))) = (state.relisting.as_mut(), versioned(&s.metadata)) {
-                    list.insert(key, version);
+                if let Some((key, version)) = versioned(&s.metadata) {
+                    state.apply(&key, &version);
+                    if let Some(list) = state.relisting.as_mut() {
+                        list.insert(key, version);
+                    }
                 }
             }
             watcher::Event::InitDone => {
@@ -90,14 +110,7 @@ impl KeySecrets {
             }
             watcher::Event::Apply(s) => {
                 if let Some((key, version)) = versioned(&s.metadata) {
-                    if state
-                        .read
-                        .get(&key)
-                        .is_some_and(|r| r.resource_version.as_ref() != Some(&version))
-                    {
-                        state.read.remove(&key);
-                    }
-                    state.watched.insert(key, version);
+                    state.apply(&key, &version);
                 }
             }
             watcher::Event::Delete(s) => {
@@ -325,15 +338,22 @@ mod tests {
             cache.observe(&watcher::Event::Apply(meta(name, "5")));
             cache.remember(key(name), Some(read_at(name, "5")));
         }
+        cache.remember(key("changed"), Some(read_at("changed", "5")));
+        cache.observe(&watcher::Event::Apply(meta("changed", "5")));
         cache.observe(&watcher::Event::Init);
         cache.observe(&watcher::Event::InitApply(meta("kept", "5")));
+        cache.observe(&watcher::Event::InitApply(meta("changed", "8")));
         assert!(
             cache.current(&key("gone")).is_some(),
-            "the last complete view serves meanwhile"
+            "removals wait for the list to be complete"
+        );
+        assert!(
+            cache.current(&key("changed")).is_none(),
+            "a change the relist shows counts at once: it wakes the License already"
         );
         cache.observe(&watcher::Event::InitDone);
         assert!(cache.current(&key("kept")).is_some());
         assert!(cache.current(&key("gone")).is_none());
-        assert_eq!(cache.state().read.len(), 1);
+        assert_eq!(cache.state().read.len(), 1, "only the unchanged copy is kept");
     }
 }

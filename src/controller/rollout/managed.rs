@@ -150,9 +150,14 @@ impl ManagedSecrets {
         let mut state = self.state();
         match event {
             watcher::Event::Init => state.relisting = Some(Vec::new()),
+            // Applied at once (the listed object already wakes its License, whose reconcile must
+            // see it); only removals wait for the list to be complete.
             watcher::Event::InitApply(s) => {
-                if let (Some(list), Some(entry)) = (state.relisting.as_mut(), managed(s)) {
-                    list.push(entry);
+                if let Some((key, seen)) = managed(s) {
+                    state.insert(key.clone(), seen.clone());
+                    if let Some(list) = state.relisting.as_mut() {
+                        list.push((key, seen));
+                    }
                 }
             }
             watcher::Event::InitDone => {
@@ -301,7 +306,7 @@ mod tests {
     }
 
     #[test]
-    fn a_relist_replaces_the_index_only_once_complete() {
+    fn a_relist_applies_what_it_lists_at_once_and_removes_only_once_complete() {
         let index = ManagedSecrets::default();
         index.observe(&watcher::Event::Apply(secret("a", "gone", Some("u1"), "1", "r", "k")));
         index.observe(&watcher::Event::Init);
@@ -315,8 +320,8 @@ mod tests {
         )));
         assert_eq!(
             index.owned_by("u1"),
-            BTreeSet::from([key("a", "gone")]),
-            "served from the last complete view meanwhile"
+            BTreeSet::from([key("a", "gone"), key("a", "new")]),
+            "what the relist shows counts at once; removals wait for it to be complete"
         );
         index.observe(&watcher::Event::InitDone);
         assert_eq!(index.owned_by("u1"), BTreeSet::from([key("a", "new")]));

@@ -14,27 +14,22 @@ use std::time::{Duration, Instant};
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 
+use super::object_key::{ObjectKey, versioned};
+
 /// How long a write's echo is waited for before the cache is taken as it is: an echo can be lost
 /// (the object changed again before a relist), and nothing may wait for it forever.
 pub const ECHO_WAIT: Duration = Duration::from_secs(2);
 
 /// (namespace, name) → the resourceVersion Keyward's latest write got, and when.
-type Writes = HashMap<(String, String), (String, Instant)>;
+type Writes = HashMap<ObjectKey, (String, Instant)>;
 
 #[derive(Clone, Default)]
 pub struct WriteEchoes(Arc<Mutex<Writes>>);
 
-fn key(meta: &ObjectMeta) -> Option<((String, String), String)> {
-    Some((
-        (meta.namespace.clone()?, meta.name.clone()?),
-        meta.resource_version.clone()?,
-    ))
-}
-
 impl WriteEchoes {
     /// Keyward wrote this object (the API server's answer to the write).
     pub fn record(&self, written: &ObjectMeta) {
-        if let Some((at, version)) = key(written) {
+        if let Some((at, version)) = versioned(written) {
             self.0.lock().unwrap().insert(at, (version, Instant::now()));
         }
     }
@@ -43,7 +38,9 @@ impl WriteEchoes {
     /// before `now`: its echo is still to come, and a reconcile of this copy would decide from a
     /// status already replaced (and write it, and its events, a second time).
     pub fn awaiting(&self, cached: &ObjectMeta, now: Instant) -> bool {
-        let Some((at, version)) = key(cached) else { return false };
+        let Some((at, version)) = versioned(cached) else {
+            return false;
+        };
         let writes = self.0.lock().unwrap();
         writes
             .get(&at)
@@ -59,7 +56,9 @@ impl WriteEchoes {
     /// Whether a watched object is the echo of Keyward's latest write to it; an echo is
     /// recognised once and forgotten, so the map holds only writes whose event is still to come.
     pub fn is_echo(&self, seen: &ObjectMeta) -> bool {
-        let Some((at, version)) = key(seen) else { return false };
+        let Some((at, version)) = versioned(seen) else {
+            return false;
+        };
         let mut writes = self.0.lock().unwrap();
         if writes.get(&at).is_some_and(|(written, _)| *written == version) {
             writes.remove(&at);

@@ -8,17 +8,17 @@
 //! reconcile a change causes never reads the old copy. A copy read at a version the watch has not
 //! shown yet, or has already moved past, is not used: read again.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 
 use futures::StreamExt;
 use k8s_openapi::ByteString;
 use k8s_openapi::api::core::v1::Secret;
 use kube::Api;
-use kube::api::ObjectMeta;
 use kube::core::PartialObjectMeta;
 use kube::runtime::watcher;
 
+use super::object_key::{key_of, versioned};
 use super::rollout::SecretKey;
 use crate::api::v1alpha1::License;
 
@@ -30,8 +30,9 @@ struct State {
     /// The resourceVersion of every Secret the metadata watch selects (all but Keyward's targets),
     /// as it last showed it. A target that is also a key Secret is never here, so always read.
     watched: HashMap<SecretKey, String>,
-    /// A relist in progress: its versions replace `watched` once complete.
-    relisting: Option<HashMap<SecretKey, String>>,
+    /// A relist in progress: the Secrets it has listed so far. Once it is complete, the Secrets
+    /// it did not list are forgotten.
+    relisting: Option<HashSet<SecretKey>>,
     /// Secrets as last read.
     read: HashMap<SecretKey, Arc<KeySecret>>,
 }
@@ -48,14 +49,6 @@ impl State {
         }
         self.watched.insert(key.clone(), version.to_string());
     }
-}
-
-fn key_of(meta: &ObjectMeta) -> Option<SecretKey> {
-    Some((meta.namespace.clone()?, meta.name.clone()?))
-}
-
-fn versioned(meta: &ObjectMeta) -> Option<(SecretKey, String)> {
-    Some((key_of(meta)?, meta.resource_version.clone()?))
 }
 
 /// What a key needs of a Secret, read at `resource_version`: a whole `Secret` would also keep its
@@ -91,22 +84,22 @@ impl KeySecrets {
     pub fn observe(&self, event: &watcher::Event<PartialObjectMeta<Secret>>) {
         let mut state = self.state();
         match event {
-            watcher::Event::Init => state.relisting = Some(HashMap::new()),
+            watcher::Event::Init => state.relisting = Some(HashSet::new()),
             // Applied at once, not at the end of the relist: each listed object already wakes
             // its Licenses, whose reconcile must not take a copy the listing has just outdated.
             // Only removals wait for the list to be complete.
             watcher::Event::InitApply(s) => {
                 if let Some((key, version)) = versioned(&s.metadata) {
                     state.apply(&key, &version);
-                    if let Some(list) = state.relisting.as_mut() {
-                        list.insert(key, version);
+                    if let Some(listed) = state.relisting.as_mut() {
+                        listed.insert(key);
                     }
                 }
             }
             watcher::Event::InitDone => {
                 let listed = state.relisting.take().unwrap_or_default();
-                state.read.retain(|key, _| listed.contains_key(key));
-                state.watched = listed;
+                state.read.retain(|key, _| listed.contains(key));
+                state.watched.retain(|key, _| listed.contains(key));
             }
             watcher::Event::Apply(s) => {
                 if let Some((key, version)) = versioned(&s.metadata) {
@@ -161,7 +154,7 @@ impl KeySecrets {
 /// instead of one GET per reconcile after it.
 pub struct WarmUp {
     wanted: Option<futures::channel::mpsc::UnboundedSender<SecretKey>>,
-    asked: std::collections::HashSet<SecretKey>,
+    asked: HashSet<SecretKey>,
 }
 
 /// Key Secret reads in flight at once while warming up.
@@ -235,6 +228,8 @@ impl KeySecretReader {
 
 #[cfg(test)]
 mod tests {
+    use kube::api::ObjectMeta;
+
     use super::*;
 
     fn meta(name: &str, version: &str) -> PartialObjectMeta<Secret> {

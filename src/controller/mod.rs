@@ -11,6 +11,7 @@ pub mod finding;
 mod key_secrets;
 pub mod key_source;
 pub mod leader;
+mod object_key;
 pub mod reconcile;
 mod ref_index;
 mod rewind;

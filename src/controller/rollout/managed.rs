@@ -19,14 +19,15 @@ use std::sync::{Arc, Mutex};
 
 use k8s_openapi::ByteString;
 use k8s_openapi::api::core::v1::Secret;
-use kube::api::ObjectMeta;
 use kube::runtime::watcher;
 use sha2::{Digest, Sha256};
+
+use crate::controller::object_key::{ObjectKey, key_of};
 
 use super::{MANAGED_BY, MANAGED_BY_LABEL, REVISION_ANNOTATION, owner_of, owner_uid_label};
 
 /// (namespace, name) of a Secret.
-pub type SecretKey = (String, String);
+pub type SecretKey = ObjectKey;
 
 /// The label selector of the target Secrets' watch.
 pub fn selector() -> String {
@@ -58,8 +59,9 @@ impl Default for ManagedSecrets {
 struct State {
     seen: HashMap<SecretKey, Seen>,
     by_owner: HashMap<String, BTreeSet<SecretKey>>,
-    /// A relist in progress: its objects replace `seen` once complete.
-    relisting: Option<Vec<(SecretKey, Seen)>>,
+    /// A relist in progress: the targets it has listed so far. Once it is complete, the targets
+    /// it did not list are forgotten.
+    relisting: Option<HashSet<SecretKey>>,
 }
 
 #[derive(Clone, PartialEq)]
@@ -93,10 +95,6 @@ pub fn data_digest(data: Option<&BTreeMap<String, ByteString>>) -> [u8; 32] {
         hasher.update(&value.0);
     }
     hasher.finalize().into()
-}
-
-fn key_of(meta: &ObjectMeta) -> Option<SecretKey> {
-    Some((meta.namespace.clone()?, meta.name.clone()?))
 }
 
 /// The Secret's owner, version and content, when Keyward manages it.
@@ -149,20 +147,20 @@ impl ManagedSecrets {
     pub fn observe(&self, event: &watcher::Event<Secret>) {
         let mut state = self.state();
         match event {
-            watcher::Event::Init => state.relisting = Some(Vec::new()),
+            watcher::Event::Init => state.relisting = Some(HashSet::new()),
             // Applied at once (the listed object already wakes its License, whose reconcile must
             // see it); only removals wait for the list to be complete.
             watcher::Event::InitApply(s) => {
                 if let Some((key, seen)) = managed(s) {
-                    state.insert(key.clone(), seen.clone());
-                    if let Some(list) = state.relisting.as_mut() {
-                        list.push((key, seen));
+                    if let Some(listed) = state.relisting.as_mut() {
+                        listed.insert(key.clone());
                     }
+                    state.insert(key, seen);
                 }
             }
             watcher::Event::InitDone => {
                 let listed = state.relisting.take().unwrap_or_default();
-                state.replace_all(listed);
+                state.keep_only(&listed);
                 self.synced.send_replace(true);
             }
             watcher::Event::Apply(s) => match managed(s) {
@@ -232,17 +230,18 @@ impl State {
         }
     }
 
-    fn replace_all(&mut self, listed: Vec<(SecretKey, Seen)>) {
-        self.seen.clear();
-        self.by_owner.clear();
-        for (key, seen) in listed {
-            self.insert(key, seen);
+    fn keep_only(&mut self, listed: &HashSet<SecretKey>) {
+        let unlisted: Vec<SecretKey> = self.seen.keys().filter(|k| !listed.contains(*k)).cloned().collect();
+        for key in unlisted {
+            self.forget(Some(key));
         }
     }
 }
 
 #[cfg(test)]
 mod tests {
+    use kube::api::ObjectMeta;
+
     use super::*;
     use crate::controller::rollout::OWNER_UID_LABEL;
 

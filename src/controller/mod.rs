@@ -211,12 +211,16 @@ fn build(
         None => watcher::Config::default(),
     };
     let (reader, writer) = reflector::store();
-    let mut warm_up = key_secrets::WarmUp::start(context.key_secrets.clone(), client.clone());
+    let mut warm_up = key_secrets::WarmUp::new(context.key_secrets.clone(), client.clone());
     let license_events = watcher(api::<License>(client, namespace), license_watch)
         .modify(slim)
-        .inspect(move |event| {
-            if let Ok(event) = event {
-                warm_up.observe(event);
+        .then(move |event| {
+            let reads = event.as_ref().ok().and_then(|e| warm_up.observe(e));
+            async move {
+                if let Some(reads) = reads {
+                    reads.await;
+                }
+                event
             }
         });
     let licenses = reflector::reflector(writer, license_events)
@@ -309,19 +313,33 @@ where
         .predicate_filter(predicates::resource_version, Default::default())
 }
 
+/// The lists that start (and restart) these watches are served from the API server's watch
+/// cache (resourceVersion "0"), as client-go's informers list: a quorum list reads and decodes
+/// every object out of etcd, page by page, and a restart at 10,000 Licenses runs seven such lists
+/// at once. A cached list can be older than what was seen before (an API server that lags behind
+/// another); the watch that follows it brings the changes since, and each reconcile reads what it
+/// acts on. A rewound store is noticed apart from the watches (`rewind`), by a quorum read.
+fn from_watch_cache() -> watcher::Config {
+    let mut config = watcher::Config::default().any_semantic();
+    // kube leaves resourceVersion "0" out of a list that has a limit (the pages would come from
+    // etcd anyway), and the API server answers a cached list in one piece.
+    config.page_size = None;
+    config
+}
+
 fn everything() -> watcher::Config {
-    watcher::Config::default()
+    from_watch_cache()
 }
 
 /// Keyward's target Secrets, in full (the index keeps a digest of their data, no payload).
 fn targets() -> watcher::Config {
-    watcher::Config::default().labels(&rollout::managed_selector())
+    from_watch_cache().labels(&rollout::managed_selector())
 }
 
 /// Every Secret but Keyward's targets, whose own watch covers them: at 10,000 Licenses, a
 /// restart's first list of Secret metadata is half as long.
 fn unmanaged() -> watcher::Config {
-    watcher::Config::default().labels(&rollout::unmanaged_selector())
+    from_watch_cache().labels(&rollout::unmanaged_selector())
 }
 
 fn report_ready_when_synced(store: Store<License>, ready: Readiness, liveness: Liveness) {

@@ -11,16 +11,19 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 
-use futures::StreamExt;
 use k8s_openapi::ByteString;
 use k8s_openapi::api::core::v1::Secret;
 use kube::Api;
+use kube::api::GetParams;
 use kube::core::PartialObjectMeta;
 use kube::runtime::watcher;
 
+mod warm_up;
+
+pub use warm_up::WarmUp;
+
 use super::object_key::{key_of, versioned};
 use super::rollout::SecretKey;
-use crate::api::v1alpha1::License;
 
 #[derive(Clone, Default)]
 pub struct KeySecrets(Arc<Mutex<State>>);
@@ -115,6 +118,15 @@ impl KeySecrets {
         }
     }
 
+    /// How fresh a read of this Secret must be: at least the version the watch shows, or the
+    /// latest when the watch has not shown it.
+    fn freshness(&self, key: &SecretKey) -> Freshness {
+        match self.state().watched.get(key) {
+            Some(version) => Freshness::AtLeast(version.clone()),
+            None => Freshness::Latest,
+        }
+    }
+
     /// The copy read at the version the watch shows, if there is one.
     fn current(&self, key: &SecretKey) -> Option<Arc<KeySecret>> {
         let state = self.state();
@@ -148,65 +160,6 @@ impl KeySecrets {
     }
 }
 
-/// Reads the key Secrets of the Licenses of the first list while the list is still arriving.
-/// Reconciles wait until the whole list is in the cache (kube-runtime holds them until then); at
-/// 10,000 Licenses the list alone takes seconds, time in which each key Secret can be read once,
-/// instead of one GET per reconcile after it.
-pub struct WarmUp {
-    wanted: Option<futures::channel::mpsc::UnboundedSender<SecretKey>>,
-    asked: HashSet<SecretKey>,
-}
-
-/// Key Secret reads in flight at once while warming up.
-const WARM_UP_CONCURRENCY: usize = 16;
-
-impl WarmUp {
-    pub fn start(cache: KeySecrets, client: kube::Client) -> Self {
-        let (wanted, reads) = futures::channel::mpsc::unbounded::<SecretKey>();
-        tokio::spawn(
-            reads.for_each_concurrent(WARM_UP_CONCURRENCY, move |(namespace, name)| {
-                let reader = cache.reader(Api::namespaced(client.clone(), &namespace), &namespace);
-                async move {
-                    // A failed read costs nothing: the reconcile reads it again.
-                    let _ = reader.get(&name).await;
-                }
-            }),
-        );
-        Self::asking(wanted)
-    }
-
-    fn asking(wanted: futures::channel::mpsc::UnboundedSender<SecretKey>) -> Self {
-        Self {
-            wanted: Some(wanted),
-            asked: Default::default(),
-        }
-    }
-
-    /// Follows the License watch: its first list's key Secrets are read, each once.
-    pub fn observe(&mut self, event: &watcher::Event<License>) {
-        let Some(wanted) = &self.wanted else { return };
-        match event {
-            watcher::Event::InitApply(license) => {
-                let Some(namespace) = license.metadata.namespace.as_ref() else {
-                    return;
-                };
-                let spec = &license.spec;
-                for r in std::iter::once(&spec.secret_ref).chain(&spec.additional_keys) {
-                    let key = (namespace.clone(), r.name.clone());
-                    if self.asked.insert(key.clone()) {
-                        let _ = wanted.unbounded_send(key);
-                    }
-                }
-            }
-            watcher::Event::InitDone => {
-                self.wanted = None;
-                self.asked = Default::default();
-            }
-            _ => {}
-        }
-    }
-}
-
 /// Key Secrets of one namespace: from the cache when current, else from the API server.
 pub struct KeySecretReader {
     cache: KeySecrets,
@@ -214,15 +167,64 @@ pub struct KeySecretReader {
     namespace: String,
 }
 
+/// How fresh a read from the API server must be.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Freshness {
+    /// At least the version the watch shows: the API server answers from its watch cache.
+    AtLeast(String),
+    /// Whatever the API server's watch cache holds: a copy older than the watch's is never used.
+    Any,
+    /// The latest, read out of etcd: what nothing cheaper can promise.
+    Latest,
+}
+
+impl Freshness {
+    fn params(&self) -> Option<GetParams> {
+        match self {
+            Freshness::AtLeast(version) => Some(GetParams::at(version)),
+            Freshness::Any => Some(GetParams::any()),
+            Freshness::Latest => None,
+        }
+    }
+}
+
 impl KeySecretReader {
-    /// The Secret's type and data, or `None` when it does not exist.
+    /// The Secret's type and data, or `None` when it does not exist: at least as recent as the
+    /// version the watch shows.
     pub async fn get(&self, name: &str) -> Result<Option<Arc<KeySecret>>, kube::Error> {
         let key = (self.namespace.clone(), name.to_string());
         if let Some(secret) = self.cache.current(&key) {
             return Ok(Some(secret));
         }
-        let secret = self.api.get_opt(name).await?;
+        let freshness = self.cache.freshness(&key);
+        self.read(key, freshness).await
+    }
+
+    /// For the warm-up: whatever the watch cache holds, kept only if the watch shows that version.
+    async fn prefetch(&self, name: &str) -> Result<Option<Arc<KeySecret>>, kube::Error> {
+        let key = (self.namespace.clone(), name.to_string());
+        self.read(key, Freshness::Any).await
+    }
+
+    async fn read(&self, key: SecretKey, freshness: Freshness) -> Result<Option<Arc<KeySecret>>, kube::Error> {
+        let secret = match freshness.params() {
+            // A version the API server has not reached (a store rewound since the watch saw it)
+            // is answered with an error after a wait: then read the latest.
+            Some(params) => match get_opt_with(&self.api, &key.1, &params).await {
+                Ok(secret) => secret,
+                Err(_) => self.api.get_opt(&key.1).await?,
+            },
+            None => self.api.get_opt(&key.1).await?,
+        };
         Ok(self.cache.remember(key, secret))
+    }
+}
+
+async fn get_opt_with(api: &Api<Secret>, name: &str, params: &GetParams) -> Result<Option<Secret>, kube::Error> {
+    match api.get_with(name, params).await {
+        Ok(secret) => Ok(Some(secret)),
+        Err(kube::Error::Api(status)) if status.is_not_found() => Ok(None),
+        Err(e) => Err(e),
     }
 }
 
@@ -286,35 +288,25 @@ mod tests {
         assert!(cache.state().read.is_empty(), "and forgotten");
     }
 
-    fn license(name: &str, key: &str, additional: &[&str]) -> License {
-        serde_json::from_value(serde_json::json!({
-            "apiVersion": "keyward.dev/v1alpha1", "kind": "License",
-            "metadata": {"name": name, "namespace": "ns"},
-            "spec": {"secretRef": {"name": key}, "product": "zizq",
-                     "additionalKeys": additional.iter().map(|n| serde_json::json!({"name": n})).collect::<Vec<_>>()}
-        }))
-        .unwrap()
-    }
-
     #[test]
-    fn the_warm_up_asks_for_each_key_secret_of_the_first_list_once() {
-        let (wanted, mut asked) = futures::channel::mpsc::unbounded();
-        let mut warm_up = WarmUp::asking(wanted);
-        warm_up.observe(&watcher::Event::Init);
-        warm_up.observe(&watcher::Event::InitApply(license("a", "shared", &["next"])));
-        warm_up.observe(&watcher::Event::InitApply(license("b", "shared", &[])));
-        warm_up.observe(&watcher::Event::InitDone);
-        warm_up.observe(&watcher::Event::InitApply(license("c", "later", &[])));
-        warm_up.observe(&watcher::Event::Apply(license("d", "later", &[])));
-        let mut names = Vec::new();
-        while let Ok((_, name)) = asked.try_recv() {
-            names.push(name);
-        }
-        assert_eq!(names, ["shared", "next"]);
-        assert!(
-            asked.try_recv().is_err_and(|e| e.is_closed()),
-            "done once the list is complete"
+    fn a_read_is_at_least_as_fresh_as_the_watch_and_the_latest_when_it_is_unseen() {
+        let cache = KeySecrets::default();
+        assert_eq!(cache.freshness(&key("k")), Freshness::Latest);
+        cache.observe(&watcher::Event::Apply(meta("k", "5")));
+        assert_eq!(cache.freshness(&key("k")), Freshness::AtLeast("5".into()));
+        cache.observe(&watcher::Event::Apply(meta("k", "9")));
+        assert_eq!(cache.freshness(&key("k")), Freshness::AtLeast("9".into()));
+        assert_eq!(
+            Freshness::AtLeast("9".into()).params().and_then(|p| p.resource_version),
+            Some("9".into())
         );
+        assert_eq!(
+            Freshness::Any.params().and_then(|p| p.resource_version),
+            Some("0".into())
+        );
+        assert!(Freshness::Latest.params().is_none());
+        cache.observe(&watcher::Event::Delete(meta("k", "9")));
+        assert_eq!(cache.freshness(&key("k")), Freshness::Latest);
     }
 
     #[test]
@@ -327,7 +319,7 @@ mod tests {
     }
 
     #[test]
-    fn a_relist_replaces_the_versions_once_complete_and_drops_what_it_no_longer_lists() {
+    fn a_relist_counts_what_it_lists_at_once_and_drops_the_rest_once_complete() {
         let cache = KeySecrets::default();
         for name in ["kept", "gone"] {
             cache.observe(&watcher::Event::Apply(meta(name, "5")));

@@ -313,12 +313,14 @@ where
         .predicate_filter(predicates::resource_version, Default::default())
 }
 
-/// The lists that start (and restart) these watches are served from the API server's watch
-/// cache (resourceVersion "0"), as client-go's informers list: a quorum list reads and decodes
-/// every object out of etcd, page by page, and a restart at 10,000 Licenses runs seven such lists
-/// at once. A cached list can be older than what was seen before (an API server that lags behind
-/// another); the watch that follows it brings the changes since, and each reconcile reads what it
-/// acts on. A rewound store is noticed apart from the watches (`rewind`), by a quorum read.
+/// The lists that start (and restart) the watches of referenced objects are served from the API
+/// server's watch cache (resourceVersion "0"), as client-go's informers list: a quorum list reads
+/// and decodes every object out of etcd, page by page (at 10,000 Licenses, 20,000 Secrets). A
+/// cached list can be older than what was seen before (an API server that lags behind another);
+/// the watch that follows it brings the changes since. A rewound store is noticed apart from the
+/// watches (`rewind`), by a quorum read. The License list stays paged: in one piece, the
+/// 10,000-License benchmark's restart was ready in 5.5 s instead of ~10 s, but with an RSS of
+/// 253 MiB instead of ~150 (the whole list is parsed at once, before anything is slimmed).
 fn from_watch_cache() -> watcher::Config {
     let mut config = watcher::Config::default().any_semantic();
     // kube leaves resourceVersion "0" out of a list that has a limit (the pages would come from

@@ -8,7 +8,7 @@
 //! reconcile a change causes never reads the old copy. A copy read at a version the watch has not
 //! shown yet, or has already moved past, is not used: read again.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 
 use k8s_openapi::ByteString;
@@ -22,7 +22,7 @@ mod warm_up;
 
 pub use warm_up::WarmUp;
 
-use super::object_key::{key_of, versioned};
+use super::object_key::{Relist, key_of, versioned};
 use super::rollout::SecretKey;
 
 #[derive(Clone, Default)]
@@ -33,9 +33,7 @@ struct State {
     /// The resourceVersion of every Secret the metadata watch selects (all but Keyward's targets),
     /// as it last showed it. A target that is also a key Secret is never here, so always read.
     watched: HashMap<SecretKey, String>,
-    /// A relist in progress: the Secrets it has listed so far. Once it is complete, the Secrets
-    /// it did not list are forgotten.
-    relisting: Option<HashSet<SecretKey>>,
+    relist: Relist,
     /// Secrets as last read.
     read: HashMap<SecretKey, Arc<KeySecret>>,
 }
@@ -87,20 +85,18 @@ impl KeySecrets {
     pub fn observe(&self, event: &watcher::Event<PartialObjectMeta<Secret>>) {
         let mut state = self.state();
         match event {
-            watcher::Event::Init => state.relisting = Some(HashSet::new()),
+            watcher::Event::Init => state.relist.start(),
             // Applied at once, not at the end of the relist: each listed object already wakes
             // its Licenses, whose reconcile must not take a copy the listing has just outdated.
             // Only removals wait for the list to be complete.
             watcher::Event::InitApply(s) => {
                 if let Some((key, version)) = versioned(&s.metadata) {
                     state.apply(&key, &version);
-                    if let Some(listed) = state.relisting.as_mut() {
-                        listed.insert(key);
-                    }
+                    state.relist.listed(&key);
                 }
             }
             watcher::Event::InitDone => {
-                let listed = state.relisting.take().unwrap_or_default();
+                let listed = state.relist.finish();
                 state.read.retain(|key, _| listed.contains(key));
                 state.watched.retain(|key, _| listed.contains(key));
             }

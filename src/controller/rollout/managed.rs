@@ -22,7 +22,7 @@ use k8s_openapi::api::core::v1::Secret;
 use kube::runtime::watcher;
 use sha2::{Digest, Sha256};
 
-use crate::controller::object_key::{ObjectKey, key_of};
+use crate::controller::object_key::{ObjectKey, Relist, key_of};
 
 use super::{MANAGED_BY, MANAGED_BY_LABEL, REVISION_ANNOTATION, owner_of, owner_uid_label};
 
@@ -59,9 +59,7 @@ impl Default for ManagedSecrets {
 struct State {
     seen: HashMap<SecretKey, Seen>,
     by_owner: HashMap<String, BTreeSet<SecretKey>>,
-    /// A relist in progress: the targets it has listed so far. Once it is complete, the targets
-    /// it did not list are forgotten.
-    relisting: Option<HashSet<SecretKey>>,
+    relist: Relist,
 }
 
 #[derive(Clone, PartialEq)]
@@ -147,19 +145,17 @@ impl ManagedSecrets {
     pub fn observe(&self, event: &watcher::Event<Secret>) {
         let mut state = self.state();
         match event {
-            watcher::Event::Init => state.relisting = Some(HashSet::new()),
+            watcher::Event::Init => state.relist.start(),
             // Applied at once (the listed object already wakes its License, whose reconcile must
             // see it); only removals wait for the list to be complete.
             watcher::Event::InitApply(s) => {
                 if let Some((key, seen)) = managed(s) {
-                    if let Some(listed) = state.relisting.as_mut() {
-                        listed.insert(key.clone());
-                    }
+                    state.relist.listed(&key);
                     state.insert(key, seen);
                 }
             }
             watcher::Event::InitDone => {
-                let listed = state.relisting.take().unwrap_or_default();
+                let listed = state.relist.finish();
                 state.keep_only(&listed);
                 self.synced.send_replace(true);
             }

@@ -2,7 +2,7 @@
 //!
 //! A (re)started controller checks every License at once, and each check needs its key. Read one
 //! GET at a time, a restart at 10,000 Licenses with a key Secret each cost the API server 10,000
-//! requests (~1 ms of its CPU each on the benchmark's machine). Here the first list's key Secrets
+//! requests (the fleet benchmark counts them). Here the first list's key Secrets
 //! are read while the list arrives, a namespace at a time: a namespace with many of them with one
 //! list from the API server's watch cache, the others one by one from that cache. The list's end
 //! is passed on (and reconciles, which kube-runtime holds until then, start) once the reads are

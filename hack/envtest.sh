@@ -42,6 +42,14 @@ LAYER_VERSION=${KEYWARD_KUBECTL_LAYER_VERSION:-2.2.2}
 
 log() { printf 'envtest: %s\n' "$*" >&2; }
 die() { printf 'envtest: error: %s\n' "$*" >&2; exit 1; }
+# The same, with the end of a log: a test control plane is removed when its test ends, and CI
+# keeps only what was printed.
+die_with_log() {
+  local what=$1 file=$2
+  printf 'envtest: error: %s; the end of %s:\n' "$what" "$file" >&2
+  tail -n 25 "$file" 2>/dev/null | sed 's/^/    /' >&2
+  exit 1
+}
 
 as_root() {
   if [ "$(id -u)" = 0 ]; then "$@"; elif command -v sudo >/dev/null; then sudo "$@"; else die "need root to run: $*"; fi
@@ -294,7 +302,7 @@ start_containerd() {
     if ctr --address "$n/containerd.sock" version >/dev/null 2>&1; then return 0; fi
     sleep 0.1
   done
-  die "containerd did not start; see $n/containerd.log"
+  die_with_log "containerd did not start" "$n/containerd.log"
 }
 
 # Imports every image tar of DIR (the pause image among them) into the node's CRI namespace.
@@ -332,7 +340,6 @@ start_node() {
   bins=$(find_node_bins)
   mkdir -p "$n"
   write_containerd_config "$n"
-  write_kubelet_config "$d"
   start_containerd "$d"
   import_images "$d" "$images"
   local port; port=$(cat "$d/apiserver.port")
@@ -347,13 +354,23 @@ start_node() {
   start_node_component "$d" scheduler "$bins/kube-scheduler" \
     --kubeconfig "$n/kubeconfig-scheduler" --bind-address 127.0.0.1 --port 0 --secure-port 0 --leader-elect=false
   save_kernel_settings "$n"
-  start_node_component "$d" kubelet "$bins/kubelet" \
-    --config "$n/kubelet.yaml" --kubeconfig "$n/kubeconfig-kubelet" \
-    --container-runtime remote --container-runtime-endpoint "unix://$n/containerd.sock" \
-    --root-dir "$n/kubelet" --cert-dir "$n/kubelet-pki" --hostname-override "$NODE_NAME" --node-ip 127.0.0.1
-  wait_node_ready "$d"
+  local attempt
+  for attempt in 1 2 3; do
+    write_kubelet_config "$d"
+    start_node_component "$d" kubelet "$bins/kubelet" \
+      --config "$n/kubelet.yaml" --kubeconfig "$n/kubeconfig-kubelet" \
+      --container-runtime remote --container-runtime-endpoint "unix://$n/containerd.sock" \
+      --root-dir "$n/kubelet" --cert-dir "$n/kubelet-pki" --hostname-override "$NODE_NAME" --node-ip 127.0.0.1
+    if wait_node_ready "$d"; then return 0; fi
+    # Only a port taken between probe and bind is worth another try; anything else is reported.
+    grep -q 'address already in use' "$n/kubelet.log" || die_with_log "kubelet exited" "$n/kubelet.log"
+    log "kubelet's port was taken (attempt $attempt); starting it again on others"
+    mv "$n/kubelet.log" "$n/kubelet.log.$attempt"
+  done
+  die_with_log "kubelet could not bind its ports" "$n/kubelet.log.3"
 }
 
+# 0 once the node is Ready; 1 if the kubelet exited; dies if another component exits.
 wait_node_ready() {
   local d=$1 kubectl status c
   kubectl=$(find_kubectl)
@@ -361,12 +378,13 @@ wait_node_ready() {
     status=$("$kubectl" --kubeconfig "$d/kubeconfig" get node "$NODE_NAME" \
       -o 'jsonpath={.status.conditions[?(@.type=="Ready")].status}' 2>/dev/null || true)
     if [ "$status" = True ]; then return 0; fi
-    for c in containerd kubelet controller-manager scheduler; do
-      kill -0 "$(cat "$d/node/$c.pid")" 2>/dev/null || die "$c exited; see $d/node/$c.log"
+    kill -0 "$(cat "$d/node/kubelet.pid")" 2>/dev/null || return 1
+    for c in containerd controller-manager scheduler; do
+      kill -0 "$(cat "$d/node/$c.pid")" 2>/dev/null || die_with_log "$c exited" "$d/node/$c.log"
     done
     sleep 0.2
   done
-  die "node $NODE_NAME not Ready within 120 s; see $d/node/kubelet.log"
+  die_with_log "node $NODE_NAME not Ready within 120 s" "$d/node/kubelet.log"
 }
 
 # Ends the node's Pods, then its processes, then unmounts what the kubelet and containerd mounted.
@@ -421,10 +439,14 @@ cmd_node_tools() {
 
 # --- control plane --------------------------------------------------------------------------------
 
+# A port below the kernel's ephemeral range, which outgoing connections never take: a port probed
+# free here is still free when a server binds it seconds later, however many client connections
+# (to etcd, to the API server) opened in between.
 free_port() {
-  local p
+  local low p
+  low=$(cut -f1 /proc/sys/net/ipv4/ip_local_port_range 2>/dev/null || echo 0)
   for _ in $(seq 1 200); do
-    p=$((20000 + RANDOM % 40000))
+    if [ "$low" -gt 12000 ]; then p=$((10000 + RANDOM % (low - 10000))); else p=$((20000 + RANDOM % 40000)); fi
     if ! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then echo "$p"; return; fi
   done
   die "no free loopback port found"
@@ -487,7 +509,7 @@ start_etcd() {
     if curl -fsS "http://127.0.0.1:$cport/health" >/dev/null 2>&1; then return 0; fi
     sleep 0.1
   done
-  die "etcd did not become healthy; see $d/etcd.log"
+  die_with_log "etcd did not become healthy" "$d/etcd.log"
 }
 
 start_apiserver() {
@@ -514,10 +536,10 @@ start_apiserver() {
     if curl -fsS --cacert "$d/ca.crt" -H "Authorization: Bearer $token" "https://127.0.0.1:$port/readyz" >/dev/null 2>&1; then
       return 0
     fi
-    if ! kill -0 "$(cat "$d/apiserver.pid")" 2>/dev/null; then die "kube-apiserver exited; see $d/apiserver.log"; fi
+    if ! kill -0 "$(cat "$d/apiserver.pid")" 2>/dev/null; then die_with_log "kube-apiserver exited" "$d/apiserver.log"; fi
     sleep 0.1
   done
-  die "kube-apiserver did not become ready within 60 s; see $d/apiserver.log"
+  die_with_log "kube-apiserver did not become ready within 60 s" "$d/apiserver.log"
 }
 
 stop_pidfile() {

@@ -17,6 +17,7 @@ mod ref_index;
 mod rewind;
 pub mod rollout;
 pub mod seats;
+mod slim_license;
 pub mod status;
 mod triggers;
 pub mod trust;
@@ -25,19 +26,20 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures::{FutureExt, StreamExt};
+use futures::{FutureExt, StreamExt, TryStreamExt};
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Pod, Secret};
 use kube::core::PartialObjectMeta;
 use kube::runtime::events::Reporter;
 use kube::runtime::reflector::{self, Store};
 use kube::runtime::{Controller, WatchStreamExt, controller, predicates, watcher};
-use kube::{Api, Client, ResourceExt};
+use kube::{Api, Client};
 use tracing::{info, warn};
 
 pub use context::{Context, Settings};
 pub use error::Error;
 use events::EventPublisher;
 use ref_index::RefIndex;
+use slim_license::SlimLicense;
 use trust::TrustStore;
 
 use crate::api::v1alpha1::License;
@@ -207,13 +209,13 @@ fn build(
 ) -> (Controller<License>, tokio::task::JoinHandle<()>) {
     let client = &context.client;
     let license_watch = match license_selector {
-        Some(selector) => watcher::Config::default().labels(selector),
-        None => watcher::Config::default(),
+        Some(selector) => from_watch_cache().labels(selector),
+        None => from_watch_cache(),
     };
     let (reader, writer) = reflector::store();
     let mut warm_up = key_secrets::WarmUp::new(context.key_secrets.clone(), client.clone());
-    let license_events = watcher(api::<License>(client, namespace), license_watch)
-        .modify(slim)
+    let license_events = watcher(api::<SlimLicense>(client, namespace), license_watch)
+        .map_ok(slim_license::into_license)
         .then(move |event| {
             let reads = event.as_ref().ok().and_then(|e| warm_up.observe(e));
             async move {
@@ -278,15 +280,6 @@ fn build(
     (controller, pod_watch)
 }
 
-/// What the License cache leaves out: nothing the operator reads, and at 10,000 Licenses tens of
-/// MiB (every writer's `managedFields` entry; `kubectl apply`'s copy of the whole object).
-fn slim(license: &mut License) {
-    license.managed_fields_mut().clear();
-    license
-        .annotations_mut()
-        .remove("kubectl.kubernetes.io/last-applied-configuration");
-}
-
 /// The objects of a watch that are new or changed since this controller last saw them. A watch
 /// that relists (after an API server restart, or a watch too old to resume) replays every object;
 /// passed on, each replay would queue a reconcile of an unchanged License, thousands at once,
@@ -313,14 +306,13 @@ where
         .predicate_filter(predicates::resource_version, Default::default())
 }
 
-/// The lists that start (and restart) the watches of referenced objects are served from the API
-/// server's watch cache (resourceVersion "0"), as client-go's informers list: a quorum list reads
-/// and decodes every object out of etcd, page by page (at 10,000 Licenses, 20,000 Secrets). A
+/// The lists that start (and restart) the watches are served from the API server's watch cache
+/// (resourceVersion "0"), as client-go's informers list: a quorum list reads and decodes every
+/// object out of etcd, page by page (at 10,000 Licenses: those and 20,000 Secrets). A
 /// cached list can be older than what was seen before (an API server that lags behind another);
 /// the watch that follows it brings the changes since. A rewound store is noticed apart from the
-/// watches (`rewind`), by a quorum read. The License list stays paged: in one piece, the
-/// 10,000-License benchmark's restart was ready in 5.5 s instead of ~10 s, but with an RSS of
-/// 253 MiB instead of ~150 (the whole list is parsed at once, before anything is slimmed).
+/// watches (`rewind`), by a quorum read. Licenses come in one piece too: each is slimmed as it is
+/// parsed (`SlimLicense`). Pods stay paged (`consumers`): they are many and large.
 fn from_watch_cache() -> watcher::Config {
     let mut config = watcher::Config::default().any_semantic();
     // kube leaves resourceVersion "0" out of a list that has a limit (the pages would come from

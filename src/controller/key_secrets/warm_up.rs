@@ -2,16 +2,16 @@
 //!
 //! A (re)started controller checks every License at once, and each check needs its key. Read one
 //! GET at a time, a restart at 10,000 Licenses with a key Secret each cost the API server 10,000
-//! requests (the fleet benchmark counts them). Here the first list's key Secrets
-//! are read while the list arrives, a namespace at a time: a namespace with many of them with one
-//! list from the API server's watch cache, the others one by one from that cache. The list's end
-//! is passed on (and reconciles, which kube-runtime holds until then, start) once the reads are
-//! done, so the reconciles find the keys in the cache. A copy is used only at the version the
-//! Secret watch shows (`KeySecrets::current`): a stale one costs a read, never a wrong answer.
-//! The wait is bounded: past `LIMIT` the reads go on in the background and the reconciles read
-//! what is missing themselves.
+//! requests (the fleet benchmark counts them). Here the first list's key Secrets are read once
+//! the list is in, a namespace at a time: a namespace with many of them with one list from the
+//! API server's watch cache, the others one by one from that cache. The list's end is passed on
+//! (and reconciles, which kube-runtime holds until then, start) once the reads are done, so the
+//! reconciles find the keys in the cache. A copy is used only at the version the Secret watch
+//! shows (`KeySecrets::current`): a stale one costs a read, never a wrong answer. The wait is
+//! bounded: past `LIMIT` the reads go on in the background and the reconciles read what is
+//! missing themselves.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use futures::StreamExt;
@@ -36,25 +36,16 @@ const CONCURRENCY: usize = 8;
 const LIMIT: Duration = Duration::from_secs(10);
 
 pub struct WarmUp {
+    cache: KeySecrets,
+    client: Client,
     /// Following the first list; `None` once it is complete.
-    listing: Option<Listing>,
+    plan: Option<Plan>,
 }
 
-struct Listing {
-    plan: Plan,
-    reads: futures::channel::mpsc::UnboundedSender<Read>,
-    done: tokio::task::JoinHandle<()>,
-}
-
-/// The key Secret names of the namespace the list is in. A cluster-wide list arrives in
-/// etcd's order, a namespace at a time: once the list moves on, a namespace's names are complete
-/// and can be read while the rest of the list arrives. (Were a namespace to come back, its new
-/// names would just be read apart.)
+/// The key Secret names of the listed Licenses, by namespace. The list comes from the API
+/// server's watch cache, in no particular order, so nothing is read before its end.
 #[derive(Debug, Default)]
-struct Plan {
-    namespace: String,
-    names: BTreeSet<String>,
-}
+struct Plan(BTreeMap<String, BTreeSet<String>>);
 
 #[derive(Debug, PartialEq)]
 enum Read {
@@ -65,27 +56,22 @@ enum Read {
 }
 
 impl Plan {
-    /// Adds the License's key Secrets; the reads of the namespace the list has just left.
-    fn want(&mut self, license: &License) -> Vec<Read> {
+    fn want(&mut self, license: &License) {
         let Some(namespace) = license.metadata.namespace.as_ref() else {
-            return Vec::new();
+            return;
         };
-        let left = if *namespace != self.namespace {
-            let names = std::mem::take(&mut self.names);
-            reads(std::mem::replace(&mut self.namespace, namespace.clone()), names)
-        } else {
-            Vec::new()
-        };
+        let names = self.0.entry(namespace.clone()).or_default();
         let spec = &license.spec;
         for key in std::iter::once(&spec.secret_ref).chain(&spec.additional_keys) {
-            self.names.insert(key.name.clone());
+            names.insert(key.name.clone());
         }
-        left
     }
 
-    /// The reads of the last namespace.
-    fn finish(self) -> Vec<Read> {
-        reads(self.namespace, self.names)
+    fn reads(self) -> Vec<Read> {
+        self.0
+            .into_iter()
+            .flat_map(|(namespace, names)| reads(namespace, names))
+            .collect()
     }
 }
 
@@ -102,16 +88,10 @@ fn reads(namespace: String, names: BTreeSet<String>) -> Vec<Read> {
 
 impl WarmUp {
     pub fn new(cache: KeySecrets, client: Client) -> Self {
-        let (reads, queued) = futures::channel::mpsc::unbounded::<Read>();
-        let done = tokio::spawn(
-            queued.for_each_concurrent(CONCURRENCY, move |read| perform(cache.clone(), client.clone(), read)),
-        );
         Self {
-            listing: Some(Listing {
-                plan: Plan::default(),
-                reads,
-                done,
-            }),
+            cache,
+            client,
+            plan: Some(Plan::default()),
         }
     }
 
@@ -120,18 +100,15 @@ impl WarmUp {
     pub fn observe(&mut self, event: &watcher::Event<License>) -> Option<BoxFuture<'static, ()>> {
         match event {
             watcher::Event::InitApply(license) => {
-                let listing = self.listing.as_mut()?;
-                for read in listing.plan.want(license) {
-                    let _ = listing.reads.unbounded_send(read);
-                }
+                self.plan.as_mut()?.want(license);
                 None
             }
             watcher::Event::InitDone => {
-                let Listing { plan, reads, done } = self.listing.take()?;
-                for read in plan.finish() {
-                    let _ = reads.unbounded_send(read);
-                }
-                drop(reads);
+                let (cache, client) = (self.cache.clone(), self.client.clone());
+                let reads = futures::stream::iter(self.plan.take()?.reads());
+                let done = tokio::spawn(
+                    reads.for_each_concurrent(CONCURRENCY, move |read| perform(cache.clone(), client.clone(), read)),
+                );
                 Some(Box::pin(wait(done)))
             }
             _ => None,
@@ -190,21 +167,38 @@ mod tests {
     }
 
     #[test]
-    fn a_namespace_is_read_once_the_list_has_left_it_and_with_one_list_when_it_has_many() {
+    fn a_namespace_is_read_with_one_list_when_it_has_many_keys_and_key_by_key_otherwise() {
         let mut plan = Plan::default();
-        assert_eq!(plan.want(&license("a", "shared", &["next"])), []);
-        assert_eq!(plan.want(&license("a", "shared", &[])), []);
-        assert_eq!(
-            plan.want(&license("b", "shared", &[])),
-            [one("a", "next"), one("a", "shared")]
-        );
         let many: BTreeSet<String> = (0..LIST_FROM).map(|i| format!("key-{i:02}")).collect();
-        let mut left = Vec::new();
-        for name in &many {
-            left.extend(plan.want(&license("c", name, &[])));
+        // Namespaces interleaved, as a list from the watch cache may give them.
+        for (i, name) in many.iter().enumerate() {
+            plan.want(&license("c", name, &[]));
+            if i == 3 {
+                plan.want(&license("a", "shared", &["next"]));
+                plan.want(&license("b", "shared", &[]));
+                plan.want(&license("a", "shared", &[]));
+            }
         }
-        assert_eq!(left, [one("b", "shared")]);
-        assert_eq!(plan.finish(), [Read::Namespace("c".into(), many)]);
+        assert_eq!(
+            plan.reads(),
+            [
+                one("a", "next"),
+                one("a", "shared"),
+                one("b", "shared"),
+                Read::Namespace("c".into(), many)
+            ]
+        );
+    }
+
+    #[test]
+    fn one_key_short_of_the_threshold_is_read_key_by_key() {
+        let mut plan = Plan::default();
+        for i in 0..LIST_FROM - 1 {
+            plan.want(&license("a", &format!("key-{i:02}"), &[]));
+        }
+        let reads = plan.reads();
+        assert_eq!(reads.len(), LIST_FROM - 1);
+        assert!(reads.iter().all(|r| matches!(r, Read::One(..))));
     }
 
     #[tokio::test]

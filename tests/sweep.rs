@@ -100,6 +100,33 @@ async fn the_start_up_sweep_deletes_exactly_the_orphans() {
         "uid-x",
     )
     .await;
+    // Enough live Licenses of the other installation with targets that the sweep lists their
+    // namespace instead of looking each owner up (`LIST_FROM` in `rollout/cleanup.rs`), and an
+    // orphan among them whose name is alive under another UID: the list must keep exactly the
+    // live ones.
+    let mut kept_theirs = vec!["kept-other-install".to_string()];
+    for i in 0..16 {
+        let live = create_license(&client, &theirs.name, &format!("other-{i}"), "lic", "zizq").await;
+        let name = format!("kept-other-{i:02}");
+        target(
+            &client,
+            &theirs.name,
+            &name,
+            &at(&theirs.name, &format!("other-{i}")),
+            &live.uid().unwrap(),
+        )
+        .await;
+        kept_theirs.push(name);
+    }
+    kept_theirs.sort();
+    target(
+        &client,
+        &theirs.name,
+        "orphan-recreated-elsewhere",
+        &at(&theirs.name, "other-0"),
+        "uid-before-recreation-elsewhere",
+    )
+    .await;
     // Look-alikes: Keyward's label without its owner annotation; the annotation under another
     // manager; another manager's label value.
     secret(
@@ -133,7 +160,7 @@ async fn the_start_up_sweep_deletes_exactly_the_orphans() {
         &["--license-selector", "keyward-test/sweep=none"],
     );
     eventually("the sweep's report", Duration::from_secs(30), || async {
-        operator.logs().contains("removed=3").then_some(())
+        operator.logs().contains("removed=4").then_some(())
     })
     .await;
     assert_eq!(
@@ -151,7 +178,7 @@ async fn the_start_up_sweep_deletes_exactly_the_orphans() {
                     "lookalike-manager".into(),
                 ]
             ),
-            (theirs.name.clone(), vec!["kept-other-install".to_string()]),
+            (theirs.name.clone(), kept_theirs),
         ])
     );
 }

@@ -1,14 +1,14 @@
 //! Removing target Secrets no longer wanted: pruned on every rollout, all of them when a License is
 //! deleted, and orphans (Licenses deleted while the operator was away) once at start-up.
 
-use std::collections::{BTreeSet, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 
 use k8s_openapi::api::core::v1::Secret;
 use kube::api::{DeleteParams, ListParams};
 use kube::{Api, Client, ResourceExt};
 use tracing::info;
 
-use super::managed::{ManagedSecrets, SecretKey};
+use super::managed::{Candidate, ManagedSecrets, SecretKey};
 use super::{MANAGED_BY, MANAGED_BY_LABEL, OWNER_UID_LABEL, RolloutSettings, owner_uid_label};
 use crate::api::v1alpha1::License;
 
@@ -98,8 +98,18 @@ pub async fn sweep_orphans(
     cached: &HashSet<String>,
 ) -> Result<usize, kube::Error> {
     managed.synced().await;
+    let candidates = managed.owned_by_others(cached);
+    let listed = listed_alive(client, &candidates).await?;
     let mut removed = 0;
-    for ((secret_ns, secret_name), (ns, name), owner_uid) in managed.owned_by_others(cached) {
+    for Candidate {
+        secret: (secret_ns, secret_name),
+        owner: (ns, name),
+        owner_uid,
+    } in candidates
+    {
+        if listed.contains(&owner_uid) {
+            continue;
+        }
         let licenses: Api<License> = Api::namespaced(client.clone(), &ns);
         let alive = licenses
             .get_opt(&name)
@@ -112,4 +122,71 @@ pub async fn sweep_orphans(
         }
     }
     Ok(removed)
+}
+
+/// A namespace holding the owners of at least this many candidates has its Licenses listed once
+/// instead of looked up one by one (another installation's 1,000 targets cost 1,000 GETs at every
+/// restart otherwise).
+const LIST_FROM: usize = 16;
+
+/// The UIDs of the Licenses alive in the namespaces that own many candidates, listed from the API
+/// server's watch cache. Only a *found* owner is trusted from there (a cache that lags can only
+/// keep a Secret one restart longer); an owner not found is looked up with a GET before its
+/// Secret goes.
+async fn listed_alive(client: &Client, candidates: &[Candidate]) -> Result<HashSet<String>, kube::Error> {
+    let mut alive = HashSet::new();
+    for namespace in crowded_namespaces(candidates) {
+        let licenses: Api<License> = Api::namespaced(client.clone(), namespace);
+        let listed = licenses.list_metadata(&ListParams::default().match_any()).await?;
+        alive.extend(listed.items.into_iter().filter_map(|l| l.metadata.uid));
+    }
+    Ok(alive)
+}
+
+fn crowded_namespaces(candidates: &[Candidate]) -> Vec<&str> {
+    let mut owners: BTreeMap<&str, usize> = BTreeMap::new();
+    for candidate in candidates {
+        *owners.entry(candidate.owner.0.as_str()).or_default() += 1;
+    }
+    owners
+        .into_iter()
+        .filter(|(_, n)| *n >= LIST_FROM)
+        .map(|(namespace, _)| namespace)
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn owned_in(namespace: &str, count: usize) -> impl Iterator<Item = Candidate> {
+        (0..count).map(move |i| Candidate {
+            secret: ("targets".into(), format!("{namespace}-{i}")),
+            owner: (namespace.into(), format!("lic-{i}")),
+            owner_uid: format!("{namespace}-uid-{i}"),
+        })
+    }
+
+    #[test]
+    fn only_namespaces_owning_many_candidates_are_listed() {
+        let candidates: Vec<Candidate> = owned_in("crowded", LIST_FROM)
+            .chain(owned_in("sparse", LIST_FROM - 1))
+            .chain(owned_in("also-crowded", LIST_FROM + 1))
+            .collect();
+        assert_eq!(crowded_namespaces(&candidates), vec!["also-crowded", "crowded"]);
+        assert!(crowded_namespaces(&[]).is_empty());
+    }
+
+    #[test]
+    fn a_namespace_counts_the_owners_it_holds_not_the_targets() {
+        // Targets of one namespace's Licenses spread over many namespaces: one list.
+        let spread: Vec<Candidate> = owned_in("owners", LIST_FROM)
+            .enumerate()
+            .map(|(i, c)| Candidate {
+                secret: (format!("target-ns-{i}"), "t".into()),
+                ..c
+            })
+            .collect();
+        assert_eq!(crowded_namespaces(&spread), vec!["owners"]);
+    }
 }

@@ -29,6 +29,16 @@ use super::{MANAGED_BY, MANAGED_BY_LABEL, REVISION_ANNOTATION, owner_of, owner_u
 /// (namespace, name) of a Secret.
 pub type SecretKey = ObjectKey;
 
+/// A target whose owner is not among the Licenses this operator reconciles: an orphan if that
+/// owner no longer exists.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Candidate {
+    pub secret: SecretKey,
+    /// The owner's (namespace, name), from the target's annotation.
+    pub owner: (String, String),
+    pub owner_uid: String,
+}
+
 /// The label selector of the target Secrets' watch.
 pub fn selector() -> String {
     format!("{MANAGED_BY_LABEL}={MANAGED_BY}")
@@ -130,14 +140,19 @@ impl ManagedSecrets {
         let _ = synced.wait_for(|s| *s).await;
     }
 
-    /// Targets whose owner UID is not in `alive`, with the owner (namespace, name) their
-    /// annotation names: the candidates for orphans.
-    pub fn owned_by_others(&self, alive: &HashSet<String>) -> Vec<(SecretKey, (String, String), String)> {
+    /// Targets whose owner UID is not in `alive`: the candidates for orphans.
+    pub fn owned_by_others(&self, alive: &HashSet<String>) -> Vec<Candidate> {
         self.state()
             .seen
             .iter()
             .filter(|(_, seen)| !alive.contains(&seen.owner_uid))
-            .filter_map(|(key, seen)| Some((key.clone(), seen.owner.clone()?, seen.owner_uid.clone())))
+            .filter_map(|(key, seen)| {
+                Some(Candidate {
+                    secret: key.clone(),
+                    owner: seen.owner.clone()?,
+                    owner_uid: seen.owner_uid.clone(),
+                })
+            })
             .collect()
     }
 
@@ -393,7 +408,11 @@ mod tests {
         let alive = HashSet::from(["u2".to_string()]);
         assert_eq!(
             index.owned_by_others(&alive),
-            vec![(key("a", "t"), key("a", "lic"), "u1".to_string())],
+            vec![Candidate {
+                secret: key("a", "t"),
+                owner: key("a", "lic"),
+                owner_uid: "u1".to_string()
+            }],
             "owners alive, and Secrets without the owner annotation, are no candidates"
         );
         index.clear();

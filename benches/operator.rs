@@ -447,8 +447,7 @@ async fn until_reconciled(client: &Client, run: &str, count: usize) -> Duration 
 /// Waits until the API server has counted no new event write for a second; returns when (after
 /// `started`, to the poll's 200 ms) the last one was seen.
 async fn events_settled(client: &Client, started: Instant) -> Duration {
-    let written = |w: std::collections::BTreeMap<String, u64>| w.get("POST events/").copied().unwrap_or(0);
-    let mut last = written(common::apiserver_writes(client).await);
+    let mut last = event_writes(&common::apiserver_writes(client).await);
     let mut changed = Instant::now();
     while changed.elapsed() < Duration::from_secs(1) {
         assert!(
@@ -456,12 +455,17 @@ async fn events_settled(client: &Client, started: Instant) -> Duration {
             "events still being written after 10 minutes"
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
-        let now = written(common::apiserver_writes(client).await);
+        let now = event_writes(&common::apiserver_writes(client).await);
         if now != last {
             (last, changed) = (now, Instant::now());
         }
     }
     changed - started
+}
+
+/// Events created, in the API server's count of writes.
+fn event_writes(writes: &std::collections::BTreeMap<String, u64>) -> u64 {
+    writes.get("POST events/").copied().unwrap_or(0)
 }
 
 /// The bare floor: what the API server takes for the writes a first reconcile makes (the
@@ -579,8 +583,7 @@ async fn fleet(client: &Client, licenses: usize) {
             (d > 0).then(|| format!("{k} {:.2}", d as f64 / licenses as f64))
         })
         .collect();
-    let events = writes_after.get("POST events/").copied().unwrap_or(0)
-        - writes_before.get("POST events/").copied().unwrap_or(0);
+    let events = event_writes(&writes_after) - event_writes(&writes_before);
     let events_per_license = (events as f64 / licenses as f64).round() as usize;
     let template = Api::<License>::namespaced(client.clone(), &slots[0].0)
         .get(&slots[0].1)

@@ -124,6 +124,69 @@ fn two_replicas_elect_a_leader_and_watch_namespace_scopes_rbac() {
 }
 
 #[test]
+fn a_disruption_budget_and_spread_render_on_request() {
+    let pdb = |sets: &[&str]| {
+        let docs = template(sets);
+        let deployment = find(&docs, "Deployment")[0].clone();
+        let budgets: Vec<Value> = find(&docs, "PodDisruptionBudget").into_iter().cloned().collect();
+        (deployment, budgets)
+    };
+    assert!(pdb(&["replicaCount=2"]).1.is_empty(), "no budget unless asked for");
+
+    let (deployment, budgets) = pdb(&["replicaCount=2", "podDisruptionBudget.enabled=true"]);
+    assert_eq!(budgets.len(), 1);
+    let spec = &budgets[0]["spec"];
+    assert_eq!(spec["maxUnavailable"], Value::from(1));
+    assert!(spec.get("minAvailable").is_none());
+    assert_eq!(
+        spec["selector"]["matchLabels"], deployment["spec"]["selector"]["matchLabels"],
+        "the budget covers exactly the operator Pods"
+    );
+
+    let (_, budgets) = pdb(&[
+        "podDisruptionBudget.enabled=true",
+        "podDisruptionBudget.minAvailable=50%",
+    ]);
+    assert_eq!(budgets[0]["spec"]["minAvailable"], "50%");
+    assert!(budgets[0]["spec"].get("maxUnavailable").is_none());
+
+    let chart = chart();
+    let (ok, text) = helm(&[
+        "template",
+        "kw",
+        &chart,
+        "--set",
+        "podDisruptionBudget.enabled=true",
+        "--set",
+        "podDisruptionBudget.minAvailable=1",
+        "--set",
+        "podDisruptionBudget.maxUnavailable=1",
+    ]);
+    assert!(
+        !ok && text.contains("set minAvailable or maxUnavailable, not both"),
+        "{text}"
+    );
+    let (ok, text) = helm(&[
+        "template",
+        "kw",
+        &chart,
+        "--set",
+        "podDisruptionBudget.enabled=true",
+        "--set-string",
+        "podDisruptionBudget.maxUnavailable=one",
+    ]);
+    assert!(!ok && text.contains("maxUnavailable"), "{text}");
+
+    let (deployment, _) = pdb(&[
+        "topologySpreadConstraints[0].maxSkew=1",
+        "topologySpreadConstraints[0].topologyKey=kubernetes.io/hostname",
+        "topologySpreadConstraints[0].whenUnsatisfiable=ScheduleAnyway",
+    ]);
+    let spread = &deployment["spec"]["template"]["spec"]["topologySpreadConstraints"][0];
+    assert_eq!(spread["topologyKey"], "kubernetes.io/hostname");
+}
+
+#[test]
 fn monitoring_objects_and_trusted_keys_render_on_request() {
     let docs = template(&[
         "metrics.serviceMonitor.enabled=true",
@@ -199,6 +262,8 @@ async fn install_and_uninstall_on_a_real_api_server() {
         "trustedKeys.vendor=MCowBQYDK2VwAyEA",
         "--set",
         "replicaCount=2",
+        "--set",
+        "podDisruptionBudget.enabled=true",
     ]);
     let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
     let crd_existed = crds.get_opt("licenses.keyward.dev").await.unwrap().is_some();
@@ -270,6 +335,10 @@ async fn install_and_uninstall_on_a_real_api_server() {
         .get(&format!("{name}-leader-election"))
         .await
         .expect("RoleBinding");
+    // The API server takes the chart's PodDisruptionBudget in whichever policy version it serves
+    // (1.20 serves only policy/v1beta1, which k8s-openapi no longer has: kubectl reads it).
+    let pdb = common::kubectl(&["get", "pdb", &name, "-n", n, "-o", "jsonpath={.spec.maxUnavailable}"]);
+    assert_eq!(pdb.trim(), "1", "one operator Pod at a time may be evicted");
 
     let mut args = vec!["uninstall", release.as_str(), "--namespace", n];
     args.extend(kubeconfig.iter().map(String::as_str));

@@ -15,7 +15,7 @@ use common::operator::{
 };
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::coordination::v1::Lease;
-use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::api::core::v1::{Pod, Secret};
 use k8s_openapi::api::rbac::v1::ClusterRole;
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use keyward::api::License;
@@ -410,7 +410,21 @@ async fn quickstart_workload_takes_a_renewal_live_and_never_sees_a_tampered_key(
         })
     })
     .await;
+    assert_eq!(
+        target_key(&client, ns).await,
+        renewed.as_bytes(),
+        "the target the Pods mount still holds the last good key"
+    );
     assert_eq!(uids_and_restarts(&current_pods(&client, ns).await), after);
+}
+
+/// The key in the quickstart's target Secret, which every workload Pod mounts.
+async fn target_key(client: &Client, namespace: &str) -> Vec<u8> {
+    let target = Api::<Secret>::namespaced(client.clone(), namespace)
+        .get("zizq-license")
+        .await
+        .unwrap();
+    target.data.unwrap().remove("license").unwrap().0
 }
 
 #[tokio::test]
@@ -604,19 +618,7 @@ async fn a_subpath_reader_really_keeps_the_old_key_and_is_reported() {
         condition(&renewed, "ConsumersLive").map(|c| c.1).as_deref(),
         Some("RestartRequired")
     );
-    let target = common::kubectl(&[
-        "get",
-        "secret",
-        "zizq-license",
-        "-n",
-        ns,
-        "-o",
-        "jsonpath={.data.license}",
-    ]);
-    let current = {
-        use base64::Engine;
-        base64::engine::general_purpose::STANDARD.decode(target.trim()).unwrap()
-    };
+    let current = target_key(&client, ns).await;
     assert_ne!(current, first.as_bytes());
     common::eventually(
         "the volume reader holds the renewed key",

@@ -117,7 +117,7 @@ pipe "kubectl create secret generic acme-license --from-file=license=renewed.lic
 START=$(date +%s%N)
 log_has "license key file changed"
 log_has 'tier="enterprise"'
-echo "the running Pod read the renewed key $(( ($(date +%s%N) - START) / 1000000 )) ms after the Secret changed:"
+echo "the running Pod read the renewed key $(( ($(date +%s%N) - START) / 1000000 )) ms after the Secret changed (it looks at its file once a second):"
 pod_log default "$POD" zizq | tail -n +"$((SEEN + 1))" | sed 's/^/  /'
 run kubectl get pods -l app=zizq
 echo "(same Pods, RESTARTS 0: the key changed under a running process)"

@@ -266,12 +266,14 @@ fn key_lines(license: &License, status: &LicenseStatus, p: &Paint) -> Vec<String
         .as_ref()
         .map(|id| format!(" (license {id})"))
         .unwrap_or_default();
+    // A refused key has a fingerprint but no key id: no dash in front of it.
+    let key = match (&status.key_id, &status.key_fingerprint) {
+        (Some(id), Some(fingerprint)) => format!("{id} {}", p.dim(fingerprint)),
+        (None, Some(fingerprint)) => p.dim(fingerprint),
+        (id, None) => or_dash(id),
+    };
     let mut lines = vec![
-        format!(
-            "  Key:         {} {}{license_id}",
-            or_dash(&status.key_id),
-            p.dim(&or_dash(&status.key_fingerprint)),
-        ),
+        format!("  Key:         {key}{license_id}"),
         format!(
             "  Secret:      {} (key {:?})",
             license.spec.secret_ref.name, license.spec.secret_ref.key
@@ -404,10 +406,11 @@ fn rollout_lines(status: &LicenseStatus, p: &Paint) -> Vec<String> {
         .condition(ConditionType::RolledOut.as_str())
         .is_some_and(|c| c.reason == RolloutReason::KeyNotValid.as_str());
     let mut lines = vec![if key_refused {
-        format!(
-            "  Rollout:     the current key is not rolled out; {} target Secrets keep the last good key{revision}",
-            rollout.targets
-        )
+        let keep = match rollout.targets {
+            1 => "1 target Secret keeps".to_string(),
+            n => format!("{n} target Secrets keep"),
+        };
+        format!("  Rollout:     the current key is not rolled out; {keep} the last good key{revision}")
     } else {
         format!("  Rollout:     {} target Secrets up to date{revision}", rollout.summary)
     }];
@@ -500,6 +503,10 @@ mod tests {
         assert!(text.contains("License prod/acme"), "{text}");
         assert!(text.contains("Seats:       12/25 used (api_keys_active 8)"), "{text}");
         assert!(
+            text.contains("Key:         vendor-2026 sha256:0123456789abcdef\n"),
+            "{text}"
+        );
+        assert!(
             text.contains("State:       Warning - the license expires soon"),
             "{text}"
         );
@@ -531,12 +538,18 @@ mod tests {
     #[test]
     fn invalid_license_shows_last_good_and_unreconciled_says_so() {
         let l = license(
-            json!({"state": "Invalid", "lastGood": {"keyFingerprint": "sha256:aa", "licensee": "Acme", "expiresAt": "2027-01-01T00:00:00Z"}}),
+            json!({"state": "Invalid", "keyFingerprint": "sha256:bb", "lastGood": {"keyFingerprint": "sha256:aa", "licensee": "Acme", "expiresAt": "2027-01-01T00:00:00Z"}}),
         );
         let text = render(&l, &[], Timestamp::UNIX_EPOCH, false);
         assert!(text.contains("Last good:   sha256:aa for Acme"), "{text}");
+        assert!(
+            text.contains("Key:         sha256:bb\n"),
+            "a refused key has no key id: {text}"
+        );
         let fresh = license(json!(null));
-        assert!(render(&fresh, &[], Timestamp::UNIX_EPOCH, false).contains("is the operator running?"));
+        let text = render(&fresh, &[], Timestamp::UNIX_EPOCH, false);
+        assert!(text.contains("is the operator running?"), "{text}");
+        assert!(text.contains("Key:         -\n"), "{text}");
     }
 
     #[test]
@@ -587,7 +600,7 @@ mod tests {
         let text = render(&l, &[], Timestamp::UNIX_EPOCH, false);
         assert!(
             text.contains(
-                "the current key is not rolled out; 1 target Secrets keep the last good key (revision sha256:aa)"
+                "the current key is not rolled out; 1 target Secret keeps the last good key (revision sha256:aa)"
             ),
             "{text}"
         );

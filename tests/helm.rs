@@ -151,31 +151,28 @@ fn a_disruption_budget_and_spread_render_on_request() {
     assert!(budgets[0]["spec"].get("maxUnavailable").is_none());
 
     let chart = chart();
-    let (ok, text) = helm(&[
-        "template",
-        "kw",
-        &chart,
-        "--set",
-        "podDisruptionBudget.enabled=true",
+    let refused = |flags: &[&str]| {
+        let mut args = vec![
+            "template",
+            "kw",
+            chart.as_str(),
+            "--set",
+            "podDisruptionBudget.enabled=true",
+        ];
+        args.extend(flags);
+        let (ok, text) = helm(&args);
+        assert!(!ok, "helm template {flags:?} rendered:\n{text}");
+        text
+    };
+    let both = refused(&[
         "--set",
         "podDisruptionBudget.minAvailable=1",
         "--set",
         "podDisruptionBudget.maxUnavailable=1",
     ]);
-    assert!(
-        !ok && text.contains("set minAvailable or maxUnavailable, not both"),
-        "{text}"
-    );
-    let (ok, text) = helm(&[
-        "template",
-        "kw",
-        &chart,
-        "--set",
-        "podDisruptionBudget.enabled=true",
-        "--set-string",
-        "podDisruptionBudget.maxUnavailable=one",
-    ]);
-    assert!(!ok && text.contains("maxUnavailable"), "{text}");
+    assert!(both.contains("set minAvailable or maxUnavailable, not both"), "{both}");
+    let word = refused(&["--set-string", "podDisruptionBudget.maxUnavailable=one"]);
+    assert!(word.contains("maxUnavailable"), "{word}");
 
     let (deployment, _) = pdb(&[
         "topologySpreadConstraints[0].maxSkew=1",

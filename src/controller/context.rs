@@ -1,6 +1,7 @@
 use std::sync::Arc;
 
 use kube::Client;
+use kube::runtime::events::Reporter;
 
 use super::consumers::ConsumerIndex;
 use super::echoes::WriteEchoes;
@@ -40,4 +41,36 @@ pub struct Context {
     /// The same for status writes.
     pub status_echoes: WriteEchoes,
     pub settings: Settings,
+}
+
+impl Context {
+    pub fn new(client: Client, trust: TrustStore, instance: String, metrics: Arc<Metrics>, settings: Settings) -> Self {
+        let reporter = Reporter {
+            controller: super::CONTROLLER_NAME.into(),
+            instance: Some(instance),
+        };
+        Self {
+            events: EventPublisher::new(client.clone(), reporter),
+            client,
+            trust,
+            metrics,
+            secret_index: RefIndex::default(),
+            key_secrets: KeySecrets::default(),
+            usage_index: RefIndex::default(),
+            consumers: ConsumerIndex::default(),
+            target_echoes: WriteEchoes::default(),
+            managed_targets: ManagedSecrets::default(),
+            status_echoes: WriteEchoes::default(),
+            settings,
+        }
+    }
+
+    /// Forgets what followed the previous controller's watches: a new controller's watches
+    /// start from their own first list.
+    pub fn forget_watched(&self) {
+        self.target_echoes.clear();
+        self.status_echoes.clear();
+        self.managed_targets.clear();
+        self.key_secrets.clear();
+    }
 }

@@ -29,7 +29,6 @@ use std::time::Duration;
 use futures::{FutureExt, StreamExt, TryStreamExt};
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Pod, Secret};
 use kube::core::PartialObjectMeta;
-use kube::runtime::events::Reporter;
 use kube::runtime::reflector::{self, Store};
 use kube::runtime::{Controller, WatchStreamExt, controller, predicates, watcher};
 use kube::{Api, Client};
@@ -37,8 +36,6 @@ use tracing::{info, warn};
 
 pub use context::{Context, Settings};
 pub use error::Error;
-use events::EventPublisher;
-use ref_index::RefIndex;
 use slim_license::SlimLicense;
 use trust::TrustStore;
 
@@ -84,80 +81,92 @@ pub async fn run(
     ready: Readiness,
     shutdown: impl Future<Output = ()> + Send + Sync + 'static,
 ) {
-    let namespace = options.namespace.clone();
-    let license_selector = options.license_selector.clone();
-    let liveness = options.liveness.clone();
     let trust_changes = watch_trust(&options, &metrics);
-    let context = Arc::new(Context {
-        client: client.clone(),
-        trust: options.trust,
-        events: EventPublisher::new(
-            client.clone(),
-            Reporter {
-                controller: CONTROLLER_NAME.into(),
-                instance: Some(options.instance),
-            },
-        ),
-        metrics,
-        secret_index: RefIndex::default(),
-        key_secrets: key_secrets::KeySecrets::default(),
-        usage_index: RefIndex::default(),
-        consumers: consumers::ConsumerIndex::default(),
-        target_echoes: echoes::WriteEchoes::default(),
-        managed_targets: rollout::ManagedSecrets::default(),
-        status_echoes: echoes::WriteEchoes::default(),
-        settings: options.settings,
-    });
+    let runner = Runner {
+        context: Arc::new(Context::new(
+            client,
+            options.trust,
+            options.instance,
+            metrics,
+            options.settings,
+        )),
+        namespace: options.namespace,
+        license_selector: options.license_selector,
+        liveness: options.liveness,
+        ready,
+        trust_changes,
+    };
     let shutdown = shutdown.shared();
-    let mut swept = false;
+    let mut first = true;
     loop {
-        liveness.syncing();
-        context.target_echoes.clear();
-        context.status_echoes.clear();
-        context.managed_targets.clear();
-        context.key_secrets.clear();
-        let (controller, pod_watch) = build(&context, namespace.as_deref(), license_selector.as_deref());
-        // The watchdog reports a rewind itself, then stops this controller; the loop starts anew.
-        let (rewound_tx, rewound_rx) = futures::channel::oneshot::channel::<()>();
-        let watchdog = tokio::spawn({
-            let (client, namespace, seen) = (client.clone(), namespace.clone(), controller.store());
-            let (ready, metrics, liveness) = (ready.clone(), context.metrics.clone(), liveness.clone());
-            async move {
-                let r = rewind::watch(client, namespace, seen, liveness).await;
-                ready.set_not_ready();
-                metrics.watch_resync();
-                warn!(
-                    from = r.from,
-                    to = r.to,
-                    "the cluster's resourceVersion went back (etcd restored?); starting over with fresh watches"
-                );
-                let _ = rewound_tx.send(());
-            }
-        });
-        let stop = futures::future::select(shutdown.clone(), rewound_rx).map(|_| ());
-
-        let controller = controller
-            .reconcile_all_on(trust_changes.subscribe())
-            .trigger_backoff(backoff::WatchBackoff::default())
-            .with_config(controller::Config::default().concurrency(RECONCILE_CONCURRENCY))
-            .graceful_shutdown_on(stop);
-        report_ready_when_synced(controller.store(), ready.clone(), liveness.clone());
-        sweep_orphans_once_synced(&mut swept, controller.store(), &context);
-        info!(
-            namespace = namespace.as_deref().unwrap_or("<all>"),
-            "controller started"
-        );
-        controller
-            .run(reconcile::reconcile, reconcile::error_policy, context.clone())
-            .for_each(|_| futures::future::ready(()))
-            .await;
-        watchdog.abort();
-        pod_watch.abort();
+        runner.run_once(shutdown.clone(), std::mem::take(&mut first)).await;
         if shutdown.peek().is_some() {
             break;
         }
     }
     info!("controller stopped");
+}
+
+/// What each controller the process starts (one per rewind of the cluster) shares.
+struct Runner {
+    context: Arc<Context>,
+    namespace: Option<String>,
+    license_selector: Option<String>,
+    liveness: Liveness,
+    ready: Readiness,
+    trust_changes: TrustChanges,
+}
+
+impl Runner {
+    /// One controller, with fresh watches and caches, until `shutdown` or a rewind. The start-up
+    /// sweep runs only in the `first`.
+    async fn run_once(&self, shutdown: impl Future<Output = ()> + Send + Sync + 'static, first: bool) {
+        self.liveness.syncing();
+        self.context.forget_watched();
+        let namespace = self.namespace.as_deref();
+        let (controller, pod_watch) = build(&self.context, namespace, self.license_selector.as_deref());
+        let (watchdog, rewound) = self.spawn_rewind_watchdog(controller.store());
+        let stop = futures::future::select(Box::pin(shutdown), rewound).map(|_| ());
+        let controller = controller
+            .reconcile_all_on(self.trust_changes.subscribe())
+            .trigger_backoff(backoff::WatchBackoff::default())
+            .with_config(controller::Config::default().concurrency(RECONCILE_CONCURRENCY))
+            .graceful_shutdown_on(stop);
+        report_ready_when_synced(controller.store(), self.ready.clone(), self.liveness.clone());
+        if first {
+            sweep_orphans_once_synced(controller.store(), &self.context);
+        }
+        info!(namespace = namespace.unwrap_or("<all>"), "controller started");
+        controller
+            .run(reconcile::reconcile, reconcile::error_policy, self.context.clone())
+            .for_each(|_| futures::future::ready(()))
+            .await;
+        watchdog.abort();
+        pod_watch.abort();
+    }
+
+    /// Reports a rewind of the cluster's state itself, then resolves the receiver, which stops
+    /// the controller; `run` then starts anew.
+    fn spawn_rewind_watchdog(
+        &self,
+        seen: Store<License>,
+    ) -> (tokio::task::JoinHandle<()>, futures::channel::oneshot::Receiver<()>) {
+        let (rewound_tx, rewound_rx) = futures::channel::oneshot::channel::<()>();
+        let (client, namespace) = (self.context.client.clone(), self.namespace.clone());
+        let (ready, metrics, liveness) = (self.ready.clone(), self.context.metrics.clone(), self.liveness.clone());
+        let watchdog = tokio::spawn(async move {
+            let r = rewind::watch(client, namespace, seen, liveness).await;
+            ready.set_not_ready();
+            metrics.watch_resync();
+            warn!(
+                from = r.from,
+                to = r.to,
+                "the cluster's resourceVersion went back (etcd restored?); starting over with fresh watches"
+            );
+            let _ = rewound_tx.send(());
+        });
+        (watchdog, rewound_rx)
+    }
 }
 
 /// Trusted-key changes, for each controller the run starts.
@@ -201,12 +210,33 @@ fn watch_trust(options: &RunOptions, metrics: &Arc<Metrics>) -> TrustChanges {
 /// The controller over Licenses, woken also by the objects they reference. Metadata-only
 /// watches, but for Keyward's own target Secrets (selected by label; only a digest of each is
 /// kept): memory does not grow with the payloads of unrelated objects; what a License references
-/// is read on demand in the reconcile.
+/// is read on demand in the reconcile. Returns it with the Pod watch it is woken by.
 fn build(
     context: &Arc<Context>,
     namespace: Option<&str>,
     license_selector: Option<&str>,
 ) -> (Controller<License>, tokio::task::JoinHandle<()>) {
+    let controller = license_controller(context, namespace, license_selector);
+    // Pods are watched once, in full, by `consumers::watch_pods`: it keeps only who reads which
+    // Secret, and asks for the reconciles (seats and consumers) itself.
+    let (wake, woken) = futures::channel::mpsc::unbounded();
+    let pod_watch = tokio::spawn(consumers::watch_pods(
+        api::<Pod>(&context.client, namespace),
+        context.consumers.clone(),
+        controller.store(),
+        wake,
+    ));
+    let controller = woken_by_references(controller.reconcile_on(woken), context, namespace);
+    (controller, pod_watch)
+}
+
+/// The Licenses' own watch: parsed slim, key Secrets warmed up as the first list arrives, and
+/// neither unchanged replays nor the echoes of our own status writes passed on.
+fn license_controller(
+    context: &Arc<Context>,
+    namespace: Option<&str>,
+    license_selector: Option<&str>,
+) -> Controller<License> {
     let client = &context.client;
     let license_watch = match license_selector {
         Some(selector) => from_watch_cache().labels(selector),
@@ -232,24 +262,24 @@ fn build(
             let echoes = context.status_echoes.clone();
             move |l| futures::future::ready(!l.as_ref().is_ok_and(|l| echoes.is_echo(&l.metadata)))
         });
-    let controller = Controller::for_stream(licenses, reader);
+    Controller::for_stream(licenses, reader)
+}
+
+/// Wakes Licenses on changes to what they reference: key Secrets, their targets, usage-report
+/// ConfigMaps and, across namespaces, the namespaces their targets select.
+fn woken_by_references(
+    controller: Controller<License>,
+    context: &Arc<Context>,
+    namespace: Option<&str>,
+) -> Controller<License> {
+    let client = &context.client;
     let licenses_for_namespaces = controller.store();
     let (secret_index, usage_index) = (context.secret_index.clone(), context.usage_index.clone());
     let keys_of_targets = context.secret_index.clone();
     let echoes = context.target_echoes.clone();
     let managed = context.managed_targets.clone();
     let key_secrets = context.key_secrets.clone();
-    // Pods are watched once, in full, by `consumers::watch_pods`: it keeps only who reads which
-    // Secret, and asks for the reconciles (seats and consumers) itself.
-    let (wake, woken) = futures::channel::mpsc::unbounded();
-    let pod_watch = tokio::spawn(consumers::watch_pods(
-        api::<Pod>(client, namespace),
-        context.consumers.clone(),
-        controller.store(),
-        wake,
-    ));
     let controller = controller
-        .reconcile_on(woken)
         .watches_stream(
             changed(
                 api::<PartialObjectMeta<Secret>>(client, namespace),
@@ -271,13 +301,12 @@ fn build(
             move |cm| triggers::config_map(&usage_index, &cm),
         );
     if namespace.is_some() {
-        return (controller, pod_watch);
+        return controller;
     }
     let namespaces: Api<PartialObjectMeta<Namespace>> = Api::all(client.clone());
-    let controller = controller.watches_stream(changed(namespaces, everything(), |_| {}), move |n| {
+    controller.watches_stream(changed(namespaces, everything(), |_| {}), move |n| {
         triggers::namespace(&licenses_for_namespaces, &n)
-    });
-    (controller, pod_watch)
+    })
 }
 
 /// The objects of a watch that are new or changed since this controller last saw them. A watch
@@ -360,10 +389,7 @@ async fn synced(store: &Store<License>) -> Result<(), reflector::store::WriterDr
 }
 
 /// Once per process, after the License cache has synced: its Licenses need no lookup.
-fn sweep_orphans_once_synced(swept: &mut bool, store: Store<License>, context: &Arc<Context>) {
-    if std::mem::replace(swept, true) {
-        return;
-    }
+fn sweep_orphans_once_synced(store: Store<License>, context: &Arc<Context>) {
     let context = context.clone();
     tokio::spawn(async move {
         if synced(&store).await.is_ok() {

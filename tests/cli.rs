@@ -459,3 +459,105 @@ fn a_prefix_may_be_given_with_or_without_its_final_underscore() {
         assert_eq!((code, json["format"].as_str()), (0, Some("cz_ent_")), "{json}");
     }
 }
+
+/// `inspect`'s text, line by line: a verified key, a refused one (its claims marked unverified,
+/// no state but Invalid), and one decoded without a public key.
+#[test]
+fn inspect_text_reads_the_same_way_for_every_verdict() {
+    let dir = tempfile::tempdir().unwrap();
+    keygen(dir.path(), "vendor", Some("vendor-2026"));
+    let token = issue(
+        dir.path(),
+        &[
+            "--kid",
+            "vendor-2026",
+            "--tier",
+            "pro",
+            "--features",
+            "sso,audit",
+            "--seats",
+            "25",
+            "--expires",
+            "2027-01-01T00:00:00Z",
+        ],
+    );
+    let mut tampered = token.clone().into_bytes();
+    let last = tampered.len() - 2;
+    tampered[last] = if tampered[last] == b'A' { b'B' } else { b'A' };
+    let tampered = String::from_utf8(tampered).unwrap();
+    let text = |token: &str, key: &[&str]| {
+        let mut args = vec!["inspect", token, "--at", "2026-12-10T00:00:00Z"];
+        args.extend(key);
+        stdout(&keyward(&args, dir.path()))
+    };
+    let labels = |text: &str| -> Vec<String> {
+        text.lines()
+            .map(|l| l.get(..13).unwrap_or(l).trim().to_string())
+            .collect()
+    };
+    let claims = [
+        "format:",
+        "licensee:",
+        "product:",
+        "tier:",
+        "features:",
+        "seats:",
+        "license id:",
+    ];
+    let timeline = [
+        "issued:",
+        "warning at:",
+        "expires:",
+        "grace ends:",
+        "remaining:",
+        "state:",
+    ];
+    let expect = |head: &[&str], kid: bool, tail: &[&str]| -> Vec<String> {
+        let kid: &[&str] = if kid { &["key id:"] } else { &[] };
+        [head, &claims, kid, &timeline, tail]
+            .concat()
+            .into_iter()
+            .map(String::from)
+            .collect()
+    };
+
+    let verified = text(&token, &["--public-key", "vendor.pub"]);
+    assert_eq!(
+        labels(&verified),
+        expect(&["verified:", "fingerprint:"], false, &["next:"]),
+        "{verified}"
+    );
+    for line in [
+        "verified:    yes, signed by trusted key \"vendor-2026\"\n",
+        "features:    sso, audit\n",
+        "seats:       25\n",
+        "remaining:   22days\n",
+        "state:       Warning at 2026-12-10T00:00:00Z - the license expires soon",
+        "next:        Grace at 2027-01-01T00:00:00Z (in 22days)\n",
+    ] {
+        assert!(verified.contains(line), "{line:?} in:\n{verified}");
+    }
+
+    let refused = text(&tampered, &["--public-key", "vendor.pub"]);
+    assert_eq!(
+        labels(&refused),
+        expect(&["INVALID:", "fingerprint:", ""], true, &[]),
+        "{refused}"
+    );
+    assert!(
+        refused.contains("(claims below are as decoded, unverified)"),
+        "{refused}"
+    );
+    assert!(
+        refused.contains("state:       Invalid - the key was refused"),
+        "{refused}"
+    );
+
+    let decoded = text(&token, &[]);
+    assert_eq!(
+        labels(&decoded),
+        expect(&["verified:", "fingerprint:"], true, &["next:"]),
+        "{decoded}"
+    );
+    assert!(decoded.contains("state:       Warning (unverified) at"), "{decoded}");
+}

@@ -151,47 +151,11 @@ async fn run_async(args: Args) -> anyhow::Result<ExitCode> {
     let client = super::cluster::client(args.kubeconfig.as_ref()).await?;
     let metrics = Arc::new(Metrics::default());
     let ready = Readiness::default();
-    let metrics_listener = tokio::net::TcpListener::bind(args.metrics_addr)
-        .await
-        .with_context(|| format!("binding {}", args.metrics_addr))?;
-    let health_listener = tokio::net::TcpListener::bind(args.health_addr)
-        .await
-        .with_context(|| format!("binding {}", args.health_addr))?;
-    let (metrics_addr, health_addr) = (metrics_listener.local_addr()?, health_listener.local_addr()?);
-    info!(metrics = %metrics_addr, health = %health_addr, keys = ?trust.current().ids(), "keyward controller starting");
-    tokio::spawn(http::serve_metrics(metrics_listener, metrics.clone()));
     let liveness = Liveness::default();
-    let health = http::Health {
-        liveness: liveness.clone(),
-        recovery_deadline: args.recovery_deadline.unsigned_abs(),
-    };
-    tokio::spawn(http::serve_health(health_listener, ready.clone(), health));
+    serve_http(&args, &trust, metrics.clone(), ready.clone(), liveness.clone()).await?;
     let shutdown = shutdown_on_signals();
-    let rollout = RolloutSettings {
-        operator_namespace: args.operator_namespace.clone(),
-        allow_cross_namespace_targets: args.allow_cross_namespace_targets,
-        cluster_wide: args.namespace.is_none(),
-    };
     let identity = args.leader_election_identity.clone().unwrap_or_else(instance);
-    let options = RunOptions {
-        namespace: args.namespace,
-        trust,
-        trust_reload_interval: args
-            .trust_reload_interval
-            .unsigned_abs()
-            .max(Duration::from_millis(100)),
-        settings: Settings {
-            policy: Policy {
-                warn: args.default_warn,
-                grace: args.default_grace,
-                ..Policy::default()
-            },
-            rollout,
-        },
-        instance: identity.clone(),
-        license_selector: args.license_selector,
-        liveness,
-    };
+    let options = run_options(&args, trust, identity.clone(), liveness);
     if !args.leader_elect {
         let run = crate::controller::run(client, options, metrics, ready, until_true(shutdown.clone()));
         within_grace(run, shutdown).await;
@@ -224,4 +188,57 @@ async fn run_async(args: Args) -> anyhow::Result<ExitCode> {
             ExitCode::FAILURE
         }
     })
+}
+
+/// Binds the metrics and health servers before anything else runs, so a taken port fails the
+/// start at once, and serves them in the background.
+async fn serve_http(
+    args: &Args,
+    trust: &TrustStore,
+    metrics: Arc<Metrics>,
+    ready: Readiness,
+    liveness: Liveness,
+) -> anyhow::Result<()> {
+    let metrics_listener = tokio::net::TcpListener::bind(args.metrics_addr)
+        .await
+        .with_context(|| format!("binding {}", args.metrics_addr))?;
+    let health_listener = tokio::net::TcpListener::bind(args.health_addr)
+        .await
+        .with_context(|| format!("binding {}", args.health_addr))?;
+    let (metrics_addr, health_addr) = (metrics_listener.local_addr()?, health_listener.local_addr()?);
+    info!(metrics = %metrics_addr, health = %health_addr, keys = ?trust.current().ids(), "keyward controller starting");
+    tokio::spawn(http::serve_metrics(metrics_listener, metrics));
+    let health = http::Health {
+        liveness,
+        recovery_deadline: args.recovery_deadline.unsigned_abs(),
+    };
+    tokio::spawn(http::serve_health(health_listener, ready, health));
+    Ok(())
+}
+
+fn run_options(args: &Args, trust: TrustStore, instance: String, liveness: Liveness) -> RunOptions {
+    let rollout = RolloutSettings {
+        operator_namespace: args.operator_namespace.clone(),
+        allow_cross_namespace_targets: args.allow_cross_namespace_targets,
+        cluster_wide: args.namespace.is_none(),
+    };
+    RunOptions {
+        namespace: args.namespace.clone(),
+        trust,
+        trust_reload_interval: args
+            .trust_reload_interval
+            .unsigned_abs()
+            .max(Duration::from_millis(100)),
+        settings: Settings {
+            policy: Policy {
+                warn: args.default_warn,
+                grace: args.default_grace,
+                ..Policy::default()
+            },
+            rollout,
+        },
+        instance,
+        license_selector: args.license_selector.clone(),
+        liveness,
+    }
 }

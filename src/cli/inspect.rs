@@ -206,84 +206,103 @@ fn to_json(r: &Report) -> Value {
 }
 
 fn to_text(r: &Report) -> String {
-    let mut out = String::new();
-    let mut line = |label: &str, value: String| out.push_str(&format!("{label:<13}{value}\n"));
+    let mut out = Text::default();
+    verdict_lines(r, &mut out);
+    out.line("fingerprint:", r.fingerprint.to_string());
+    let Some((format, claims, header_kid)) = &r.decoded else {
+        return out.0;
+    };
+    if !r.valid() && r.verified {
+        out.line("", "(claims below are as decoded, unverified)".into());
+    }
+    out.line("format:", format.to_string());
+    claims_lines(claims, header_kid.as_deref(), &mut out);
+    if let Some((timeline, eval)) = &r.evaluation {
+        lifecycle_lines(r, timeline, eval, &mut out);
+    }
+    if !claims.extra.0.is_empty() {
+        out.line("extra:", serde_json::to_string(&claims.extra).unwrap_or_default());
+    }
+    out.0
+}
+
+/// `inspect`'s text: one aligned "label value" line at a time.
+#[derive(Default)]
+struct Text(String);
+
+impl Text {
+    fn line(&mut self, label: &str, value: String) {
+        self.0.push_str(&format!("{label:<13}{value}\n"));
+    }
+}
+
+fn verdict_lines(r: &Report, out: &mut Text) {
     match (&r.verdict, r.verified) {
-        (Ok(kid), true) => line("verified:", format!("yes, signed by trusted key {kid:?}")),
-        (Ok(_), false) => line(
+        (Ok(kid), true) => out.line("verified:", format!("yes, signed by trusted key {kid:?}")),
+        (Ok(_), false) => out.line(
             "verified:",
             "NO - no --public-key given; decoded only, nothing below is trusted".into(),
         ),
-        (Err(e), _) => line("INVALID:", format!("{e} ({})", e.reason())),
+        (Err(e), _) => out.line("INVALID:", format!("{e} ({})", e.reason())),
     }
-    line("fingerprint:", r.fingerprint.to_string());
-    let Some((format, claims, header_kid)) = &r.decoded else {
-        return out;
+}
+
+fn claims_lines(claims: &Claims, header_kid: Option<&str>, out: &mut Text) {
+    out.line("licensee:", claims.sub.clone());
+    out.line("product:", claims.aud.to_string());
+    out.line("tier:", claims.tier.clone().unwrap_or_else(|| "-".into()));
+    let features = if claims.features.is_empty() {
+        "-".into()
+    } else {
+        claims.features.join(", ")
     };
-    if !r.valid() && r.verified {
-        line("", "(claims below are as decoded, unverified)".into());
-    }
-    line("format:", format.to_string());
-    line("licensee:", claims.sub.clone());
-    line("product:", claims.aud.to_string());
-    line("tier:", claims.tier.clone().unwrap_or_else(|| "-".into()));
-    line(
-        "features:",
-        if claims.features.is_empty() {
-            "-".into()
-        } else {
-            claims.features.join(", ")
-        },
-    );
-    line("seats:", claims.seats.map_or("unlimited".into(), |s| s.to_string()));
+    out.line("features:", features);
+    out.line("seats:", claims.seats.map_or("unlimited".into(), |s| s.to_string()));
     if let Some(jti) = &claims.jti {
-        line("license id:", jti.clone());
+        out.line("license id:", jti.clone());
     }
     if let Some(iss) = &claims.iss {
-        line("issuer:", iss.clone());
+        out.line("issuer:", iss.clone());
     }
     if let Some(kid) = header_kid {
-        line("key id:", kid.clone());
+        out.line("key id:", kid.to_string());
     }
     let show = |t: Option<Timestamp>| t.map_or("-".to_string(), |t| t.to_string());
-    line("issued:", show(claims.issued_at()));
+    out.line("issued:", show(claims.issued_at()));
     if claims.nbf.is_some() {
-        line("not before:", show(claims.not_before()));
+        out.line("not before:", show(claims.not_before()));
     }
-    if let Some((timeline, eval)) = r.evaluation {
-        match timeline.expiry {
-            None => line("expires:", "never (perpetual)".into()),
-            Some(e) => {
-                line("warning at:", e.warning_at.to_string());
-                line("expires:", e.expires_at.to_string());
-                line("grace ends:", e.grace_ends_at.to_string());
-                if e.expires_at >= r.at {
-                    line("remaining:", friendly_between(r.at, e.expires_at));
-                } else {
-                    line("expired:", relative(r.at, e.expires_at));
-                }
-            }
-        }
-        if r.verified && !r.valid() {
-            line("state:", "Invalid - the key was refused, so it grants nothing".into());
-        } else {
-            let unverified = if r.verified { "" } else { " (unverified)" };
-            line(
-                "state:",
-                format!("{}{unverified} at {} - {}", eval.state, r.at, eval.state.explanation()),
-            );
-            if let Some(t) = eval.next_transition {
-                line(
-                    "next:",
-                    format!("{} at {} (in {})", t.state, t.at, friendly_between(r.at, t.at)),
-                );
+}
+
+fn lifecycle_lines(r: &Report, timeline: &Timeline, eval: &Evaluation, out: &mut Text) {
+    match timeline.expiry {
+        None => out.line("expires:", "never (perpetual)".into()),
+        Some(e) => {
+            out.line("warning at:", e.warning_at.to_string());
+            out.line("expires:", e.expires_at.to_string());
+            out.line("grace ends:", e.grace_ends_at.to_string());
+            if e.expires_at >= r.at {
+                out.line("remaining:", friendly_between(r.at, e.expires_at));
+            } else {
+                out.line("expired:", relative(r.at, e.expires_at));
             }
         }
     }
-    if !claims.extra.0.is_empty() {
-        line("extra:", serde_json::to_string(&claims.extra).unwrap_or_default());
+    if r.verified && !r.valid() {
+        out.line("state:", "Invalid - the key was refused, so it grants nothing".into());
+        return;
     }
-    out
+    let unverified = if r.verified { "" } else { " (unverified)" };
+    out.line(
+        "state:",
+        format!("{}{unverified} at {} - {}", eval.state, r.at, eval.state.explanation()),
+    );
+    if let Some(t) = eval.next_transition {
+        out.line(
+            "next:",
+            format!("{} at {} (in {})", t.state, t.at, friendly_between(r.at, t.at)),
+        );
+    }
 }
 
 fn format_name(format: &Format) -> String {

@@ -540,3 +540,92 @@ async fn an_expiry_notice_is_not_repeated_across_restarts() {
         .unwrap();
     assert_eq!(l.status.unwrap().last_notice.unwrap().days_left, 10);
 }
+
+fn keyward_status(kubeconfig: &[String], args: &[&str]) -> (i32, String, String) {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_keyward"))
+        .arg("status")
+        .args(args)
+        .args(kubeconfig)
+        .output()
+        .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// `keyward status -A` shows each License with its own events; a missing License is a usage
+/// error; a user who may read Licenses but not events still sees the status, and is told why the
+/// events are missing.
+#[tokio::test]
+async fn status_shows_each_license_with_its_own_events() {
+    let (client, ns, vendor) = setup("status-cli").await;
+    put_secret(&client, &ns.name, "good", "license", vendor.token("zizq").as_bytes()).await;
+    put_secret(&client, &ns.name, "bad", "license", b"not-a-license").await;
+    create_license(&client, &ns.name, "acme", "good", "zizq").await;
+    create_license(&client, &ns.name, "broken", "bad", "zizq").await;
+    let operator = Operator::start(&ns.name, vendor.trust_dir.path(), &[]);
+    operator.wait_ready().await;
+    for (name, reason) in [("acme", "Validated"), ("broken", "Malformed")] {
+        common::eventually(&format!("{name}'s {reason} event"), Duration::from_secs(30), || async {
+            event_reasons(&client, &ns.name, name)
+                .await
+                .contains_key(reason)
+                .then_some(())
+        })
+        .await;
+    }
+
+    let admin = common::kubeconfig_args();
+    let (code, text, _) = keyward_status(&admin, &["-A"]);
+    assert_eq!(code, 0, "{text}");
+    // One block per License, each starting with its "License NS/NAME" line.
+    let block = |name: &str| -> String {
+        let header = format!("License {}/{name}\n", ns.name);
+        let start = text.find(&header).unwrap_or_else(|| panic!("{header:?} in:\n{text}"));
+        let rest = &text[start + header.len()..];
+        rest[..rest.find("\nLicense ").unwrap_or(rest.len())].to_string()
+    };
+    let (acme_part, broken_part) = (block("acme"), block("broken"));
+    assert!(
+        acme_part.contains("Validated") && !acme_part.contains("Malformed"),
+        "{acme_part}"
+    );
+    assert!(
+        broken_part.contains("Malformed") && !broken_part.contains("Validated"),
+        "{broken_part}"
+    );
+
+    let (code, json, _) = keyward_status(&admin, &["-A", "-o", "json"]);
+    assert_eq!(code, 0, "{json}");
+    let all: serde_json::Value = serde_json::from_str(&json).unwrap();
+    let ours = all
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["license"]["metadata"]["namespace"] == ns.name.as_str())
+        .count();
+    assert_eq!(ours, 2, "{json}");
+
+    let (code, _, err) = keyward_status(&admin, &["missing", "-n", &ns.name]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("License \"missing\" not found in namespace"), "{err}");
+
+    let Some(developer) = common::env().developer_kubeconfig.clone() else {
+        common::skip(
+            "status_shows_each_license_with_its_own_events (tenant part)",
+            "no non-admin user on this cluster",
+        );
+        return;
+    };
+    common::grant_license_author(&client, &ns.name, &["secrets"]).await;
+    let tenant = ["--kubeconfig".to_string(), developer.display().to_string()];
+    let (code, text, err) = keyward_status(&tenant, &["acme", "-n", &ns.name]);
+    assert_eq!(code, 0, "{text}{err}");
+    assert!(
+        text.contains(&format!("License {}/acme", ns.name)) && !text.contains("Validated"),
+        "{text}"
+    );
+    assert!(err.contains("could not list events in namespace"), "{err}");
+}

@@ -53,60 +53,99 @@ async fn run_async(args: Args) -> anyhow::Result<ExitCode> {
     // KUBECONFIG may list several files; the first is the one to read here.
     let kubeconfig = args.kubeconfig.as_ref().and_then(|p| std::env::split_paths(p).next());
     let client = super::cluster::client(kubeconfig.as_ref()).await?;
-    let licenses: Vec<License> = if args.all_namespaces {
-        Api::<License>::all(client.clone())
-            .list(&ListParams::default())
-            .await
-            .context("listing Licenses")?
-            .items
-    } else {
-        let api: Api<License> = match &args.namespace {
-            Some(ns) => Api::namespaced(client.clone(), ns),
-            None => Api::default_namespaced(client.clone()),
-        };
-        let name = args.name.as_deref().expect("clap requires NAME without -A");
-        match api.get_opt(name).await.context("reading the License")? {
-            Some(l) => vec![l],
-            None => {
-                return Err(super::usage(anyhow::anyhow!(
-                    "License {name:?} not found in namespace {:?}",
-                    api_namespace(&args)
-                )));
-            }
-        }
-    };
+    let licenses = read_licenses(&client, &args).await?;
     let now = Timestamp::now();
     let colour = matches!(args.output, Output::Text)
         && std::io::stdout().is_terminal()
         && std::env::var_os("NO_COLOR").is_none();
+    let mut events = NamespaceEvents::new(client);
     let mut reports = Vec::new();
     for license in &licenses {
-        let ns = license.namespace().unwrap_or_default();
-        let events = Api::<Event>::namespaced(client.clone(), &ns)
+        let events = latest_events(
+            license,
+            events.of(&license.namespace().unwrap_or_default()).await,
+            args.events,
+        );
+        reports.push(match args.output {
+            Output::Text => render(license, &events, now, colour),
+            Output::Json => serde_json::to_string_pretty(&json!({"license": license, "events": events}))?,
+        });
+    }
+    print_reports(&args, &reports)?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The License named, or with `-A` every License.
+async fn read_licenses(client: &kube::Client, args: &Args) -> anyhow::Result<Vec<License>> {
+    if args.all_namespaces {
+        return Ok(Api::<License>::all(client.clone())
             .list(&ListParams::default())
             .await
-            .map(|l| l.items)
-            .unwrap_or_default();
-        let events = latest_events(license, events, args.events);
-        match args.output {
-            Output::Text => reports.push(render(license, &events, now, colour)),
-            Output::Json => reports.push(serde_json::to_string_pretty(
-                &json!({"license": license, "events": events}),
-            )?),
+            .context("listing Licenses")?
+            .items);
+    }
+    let api: Api<License> = match &args.namespace {
+        Some(ns) => Api::namespaced(client.clone(), ns),
+        None => Api::default_namespaced(client.clone()),
+    };
+    let name = args.name.as_deref().expect("clap requires NAME without -A");
+    match api.get_opt(name).await.context("reading the License")? {
+        Some(l) => Ok(vec![l]),
+        None => Err(super::usage(anyhow::anyhow!(
+            "License {name:?} not found in namespace {:?}",
+            api_namespace(args)
+        ))),
+    }
+}
+
+/// Each namespace's events, listed once however many of its Licenses are shown. Events are
+/// extra: one that cannot be listed (say, no RBAC for them) is said on stderr, and the status
+/// is shown without them.
+struct NamespaceEvents {
+    client: kube::Client,
+    listed: std::collections::HashMap<String, Vec<Event>>,
+}
+
+impl NamespaceEvents {
+    fn new(client: kube::Client) -> Self {
+        Self {
+            client,
+            listed: Default::default(),
         }
     }
+
+    async fn of(&mut self, namespace: &str) -> Vec<Event> {
+        if let Some(events) = self.listed.get(namespace) {
+            return events.clone();
+        }
+        let events = match Api::<Event>::namespaced(self.client.clone(), namespace)
+            .list(&ListParams::default())
+            .await
+        {
+            Ok(list) => list.items,
+            Err(e) => {
+                eprintln!("keyward: could not list events in namespace {namespace:?}: {e}");
+                Vec::new()
+            }
+        };
+        self.listed.insert(namespace.to_string(), events.clone());
+        events
+    }
+}
+
+fn print_reports(args: &Args, reports: &[String]) -> anyhow::Result<()> {
     if matches!(args.output, Output::Json) && args.all_namespaces {
         let all: Vec<serde_json::Value> = reports
             .iter()
             .map(|r| serde_json::from_str(r).expect("own JSON"))
             .collect();
         println!("{}", serde_json::to_string_pretty(&all)?);
-    } else if licenses.is_empty() {
+    } else if reports.is_empty() {
         println!("No Licenses found.");
     } else {
         println!("{}", reports.join("\n"));
     }
-    Ok(ExitCode::SUCCESS)
+    Ok(())
 }
 
 fn api_namespace(args: &Args) -> String {

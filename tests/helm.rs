@@ -171,8 +171,46 @@ fn a_disruption_budget_and_spread_render_on_request() {
         "podDisruptionBudget.maxUnavailable=1",
     ]);
     assert!(both.contains("set minAvailable or maxUnavailable, not both"), "{both}");
-    let word = refused(&["--set-string", "podDisruptionBudget.maxUnavailable=one"]);
-    assert!(word.contains("maxUnavailable"), "{word}");
+    for (flags, why) in [
+        (
+            &["--set", "podDisruptionBudget.minAvailable=1"][..],
+            "minAvailable 1 with replicaCount 1",
+        ),
+        (
+            &["--set", "replicaCount=2", "--set", "podDisruptionBudget.minAvailable=2"][..],
+            "minAvailable 2 with replicaCount 2",
+        ),
+        (
+            &["--set", "podDisruptionBudget.maxUnavailable=0"][..],
+            "maxUnavailable 0",
+        ),
+        (
+            &["--set-string", "podDisruptionBudget.maxUnavailable=0%"][..],
+            "maxUnavailable 0",
+        ),
+    ] {
+        let text = refused(flags);
+        assert!(
+            text.contains(why) && text.contains("would block every node drain"),
+            "{text}"
+        );
+    }
+    let (_, budgets) = pdb(&[
+        "replicaCount=3",
+        "podDisruptionBudget.enabled=true",
+        "podDisruptionBudget.minAvailable=2",
+    ]);
+    assert_eq!(budgets[0]["spec"]["minAvailable"], Value::from(2));
+    for bad in [
+        "podDisruptionBudget.maxUnavailable=one",
+        "podDisruptionBudget.minAvailable=-1",
+    ] {
+        let text = refused(&["--set", bad]);
+        assert!(
+            text.contains("don't meet the specifications of the schema"),
+            "{bad}: {text}"
+        );
+    }
 
     let (deployment, _) = pdb(&[
         "topologySpreadConstraints[0].maxSkew=1",

@@ -74,44 +74,66 @@ async fn write_target(
     let uid = license.uid().unwrap_or_default();
     let key = (w.namespace.clone(), w.secret_name.clone());
     let api: Api<Secret> = Api::namespaced(client.clone(), &w.namespace);
-    let mut desired = managed_secret(license, w, content);
+    let desired = managed_secret(license, w, content);
     let digest = data_digest(desired.data.as_ref());
     match managed.known(&key, &uid, &content.revision, &digest) {
-        Known::Holds => return Ok(Written::UpToDate),
-        Known::Differs { resource_version } => {
-            // Replaced at the version the watch shows, without reading it first; should the
-            // index be behind, the API server refuses (409, or 404 if it is gone) and the Secret
-            // is read as below.
-            desired.metadata.resource_version = Some(resource_version);
-            match api.replace(&w.secret_name, &PostParams::default(), &desired).await {
-                Ok(replaced) => {
-                    echoes.record(&replaced.metadata);
-                    return Ok(Written::Changed);
-                }
-                Err(kube::Error::Api(s)) if s.code == 409 || s.code == 404 => {
-                    desired.metadata.resource_version = None;
-                }
-                Err(e) => return Err(e),
-            }
-        }
-        Known::Unknown => {}
+        Known::Holds => Ok(Written::UpToDate),
+        Known::Differs { resource_version } => match replace_at(&api, echoes, &desired, resource_version).await? {
+            Some(written) => Ok(written),
+            None => read_and_write(&api, echoes, desired, &uid, &content.revision).await,
+        },
+        Known::Unknown => read_and_write(&api, echoes, desired, &uid, &content.revision).await,
     }
-    let Some(existing) = api.get_opt(&w.secret_name).await? else {
+}
+
+/// Replaces the target at the version the watch shows, without reading it first. `None` when
+/// the index is behind (409, or 404 if it is gone): the caller reads the Secret instead.
+async fn replace_at(
+    api: &Api<Secret>,
+    echoes: &WriteEchoes,
+    desired: &Secret,
+    resource_version: String,
+) -> Result<Option<Written>, kube::Error> {
+    let mut at_version = desired.clone();
+    at_version.metadata.resource_version = Some(resource_version);
+    match api
+        .replace(&desired.name_any(), &PostParams::default(), &at_version)
+        .await
+    {
+        Ok(replaced) => {
+            echoes.record(&replaced.metadata);
+            Ok(Some(Written::Changed))
+        }
+        Err(kube::Error::Api(s)) if s.code == 409 || s.code == 404 => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+/// Reads the target, then creates it, leaves it (it holds the content already, or someone else
+/// owns it) or replaces it at the version read: a concurrent writer makes that fail and retry.
+async fn read_and_write(
+    api: &Api<Secret>,
+    echoes: &WriteEchoes,
+    mut desired: Secret,
+    uid: &str,
+    revision: &str,
+) -> Result<Written, kube::Error> {
+    let name = desired.name_any();
+    let Some(existing) = api.get_opt(&name).await? else {
         echoes.record(&api.create(&PostParams::default(), &desired).await?.metadata);
         return Ok(Written::Changed);
     };
-    let owner_uid = existing.labels().get(OWNER_UID_LABEL);
-    if owner_of(&existing.metadata).is_none() || owner_uid != Some(&uid) {
+    let owner_uid = existing.labels().get(OWNER_UID_LABEL).map(String::as_str);
+    if owner_of(&existing.metadata).is_none() || owner_uid != Some(uid) {
         return Ok(Written::Conflict);
     }
     let same_data = existing.data == desired.data;
-    let same_revision = existing.annotations().get(REVISION_ANNOTATION) == Some(&content.revision);
+    let same_revision = existing.annotations().get(REVISION_ANNOTATION).map(String::as_str) == Some(revision);
     if same_data && same_revision {
         return Ok(Written::UpToDate);
     }
-    // Replace with the resourceVersion read: a concurrent writer makes this fail and retry.
     desired.metadata.resource_version = existing.metadata.resource_version;
-    let replaced = api.replace(&w.secret_name, &PostParams::default(), &desired).await?;
+    let replaced = api.replace(&name, &PostParams::default(), &desired).await?;
     echoes.record(&replaced.metadata);
     Ok(Written::Changed)
 }

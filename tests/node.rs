@@ -41,8 +41,8 @@ struct Release {
 }
 
 impl Release {
-    /// `helm install` with the image built here, on the node's network (the node has no Pod
-    /// network), its servers on loopback, and the API server reached at the node's address.
+    /// `helm install --wait` with the image built here, on the node's network (the node has no
+    /// Pod network), its servers on loopback, and the API server reached at the node's address.
     async fn install(node: &Node, name: &str, namespace: &str, run: &str, trusted: &[&Vendor], extra: &[&str]) -> Self {
         let (repository, tag) = node::image_ref("keyward");
         let values = serde_json::json!({
@@ -61,10 +61,21 @@ impl Release {
         std::fs::write(values_file.path(), values.to_string()).unwrap();
         let keys: Vec<(String, tempfile::TempDir)> = trusted.iter().map(|v| trusted_key_file(v)).collect();
         let chart = common::chart();
-        let mut args = vec!["install", name, &chart, "--namespace", namespace, "--create-namespace"]
-            .into_iter()
-            .map(String::from)
-            .collect::<Vec<_>>();
+        // `--wait`, as users install it: helm returns once the operator Pod is Ready.
+        let mut args = vec![
+            "install",
+            name,
+            &chart,
+            "--namespace",
+            namespace,
+            "--create-namespace",
+            "--wait",
+            "--timeout",
+            "120s",
+        ]
+        .into_iter()
+        .map(String::from)
+        .collect::<Vec<_>>();
         args.extend(["-f".into(), values_file.path().display().to_string()]);
         for set in extra {
             args.extend(["--set".into(), set.to_string()]);

@@ -466,6 +466,11 @@ fn a_prefix_may_be_given_with_or_without_its_final_underscore() {
 fn inspect_text_reads_the_same_way_for_every_verdict() {
     let dir = tempfile::tempdir().unwrap();
     keygen(dir.path(), "vendor", Some("vendor-2026"));
+    // Relative to now (a fixed date would become an issue date in the past or an expiry before
+    // it): looked at 22 days before expiry, inside the 30-day warning window.
+    let now = jiff::Timestamp::now().round(jiff::Unit::Second).unwrap();
+    let expires = (now + jiff::SignedDuration::from_hours(40 * 24)).to_string();
+    let at = (now + jiff::SignedDuration::from_hours(18 * 24)).to_string();
     let token = issue(
         dir.path(),
         &[
@@ -478,7 +483,7 @@ fn inspect_text_reads_the_same_way_for_every_verdict() {
             "--seats",
             "25",
             "--expires",
-            "2027-01-01T00:00:00Z",
+            &expires,
         ],
     );
     let mut tampered = token.clone().into_bytes();
@@ -486,7 +491,7 @@ fn inspect_text_reads_the_same_way_for_every_verdict() {
     tampered[last] = if tampered[last] == b'A' { b'B' } else { b'A' };
     let tampered = String::from_utf8(tampered).unwrap();
     let text = |token: &str, key: &[&str]| {
-        let mut args = vec!["inspect", token, "--at", "2026-12-10T00:00:00Z"];
+        let mut args = vec!["inspect", token, "--at", &at];
         args.extend(key);
         stdout(&keyward(&args, dir.path()))
     };
@@ -528,14 +533,14 @@ fn inspect_text_reads_the_same_way_for_every_verdict() {
         "{verified}"
     );
     for line in [
-        "verified:    yes, signed by trusted key \"vendor-2026\"\n",
-        "features:    sso, audit\n",
-        "seats:       25\n",
-        "remaining:   22days\n",
-        "state:       Warning at 2026-12-10T00:00:00Z - the license expires soon",
-        "next:        Grace at 2027-01-01T00:00:00Z (in 22days)\n",
+        "verified:    yes, signed by trusted key \"vendor-2026\"\n".to_string(),
+        "features:    sso, audit\n".into(),
+        "seats:       25\n".into(),
+        "remaining:   22days\n".into(),
+        format!("state:       Warning at {at} - the license expires soon"),
+        format!("next:        Grace at {expires} (in 22days)\n"),
     ] {
-        assert!(verified.contains(line), "{line:?} in:\n{verified}");
+        assert!(verified.contains(&line), "{line:?} in:\n{verified}");
     }
 
     let refused = text(&tampered, &["--public-key", "vendor.pub"]);

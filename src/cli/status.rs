@@ -114,22 +114,21 @@ impl NamespaceEvents {
         }
     }
 
-    async fn of(&mut self, namespace: &str) -> Vec<Event> {
-        if let Some(events) = self.listed.get(namespace) {
-            return events.clone();
+    async fn of(&mut self, namespace: &str) -> &[Event] {
+        if !self.listed.contains_key(namespace) {
+            let events = match Api::<Event>::namespaced(self.client.clone(), namespace)
+                .list(&ListParams::default())
+                .await
+            {
+                Ok(list) => list.items,
+                Err(e) => {
+                    eprintln!("keyward: could not list events in namespace {namespace:?}: {e}");
+                    Vec::new()
+                }
+            };
+            self.listed.insert(namespace.to_string(), events);
         }
-        let events = match Api::<Event>::namespaced(self.client.clone(), namespace)
-            .list(&ListParams::default())
-            .await
-        {
-            Ok(list) => list.items,
-            Err(e) => {
-                eprintln!("keyward: could not list events in namespace {namespace:?}: {e}");
-                Vec::new()
-            }
-        };
-        self.listed.insert(namespace.to_string(), events.clone());
-        events
+        &self.listed[namespace]
     }
 }
 
@@ -161,10 +160,10 @@ fn event_time(e: &Event) -> Option<Timestamp> {
 }
 
 /// The License's events, newest first.
-fn latest_events(license: &License, events: Vec<Event>, keep: usize) -> Vec<Event> {
+fn latest_events(license: &License, events: &[Event], keep: usize) -> Vec<Event> {
     let uid = license.uid();
     let mut mine: Vec<Event> = events
-        .into_iter()
+        .iter()
         .filter(|e| {
             e.regarding.as_ref().is_some_and(|r| {
                 r.kind.as_deref() == Some("License")
@@ -172,6 +171,7 @@ fn latest_events(license: &License, events: Vec<Event>, keep: usize) -> Vec<Even
                     && (r.uid.is_none() || r.uid == uid)
             })
         })
+        .cloned()
         .collect();
     mine.sort_by_key(|e| std::cmp::Reverse(event_time(e)));
     mine.truncate(keep);
@@ -538,7 +538,7 @@ mod tests {
         }))
         .unwrap();
         let now: Timestamp = "2026-12-20T00:00:00Z".parse().unwrap();
-        let text = render(&l, &latest_events(&l, vec![event], 5), now, false);
+        let text = render(&l, &latest_events(&l, &[event], 5), now, false);
         assert!(text.contains("License prod/acme"), "{text}");
         assert!(text.contains("Seats:       12/25 used (api_keys_active 8)"), "{text}");
         assert!(

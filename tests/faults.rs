@@ -17,7 +17,7 @@ use keyward::api::License;
 use keyward::license::Format;
 use kube::api::{ListParams, Patch, PatchParams};
 use kube::runtime::{WatchStreamExt, watcher};
-use kube::{Api, Client, ResourceExt};
+use kube::{Api, ResourceExt};
 use serde_json::json;
 
 use common::audit::TargetAuditor;
@@ -33,14 +33,6 @@ fn ours(test: &str) -> bool {
         common::skip(test, "fault tests need a control plane this test binary started itself");
     }
     owned
-}
-
-async fn target_token(client: &Client, ns: &str, name: &str) -> Option<String> {
-    let s = Api::<Secret>::namespaced(client.clone(), ns)
-        .get_opt(name)
-        .await
-        .ok()??;
-    String::from_utf8(s.data?.get("license")?.0.clone()).ok()
 }
 
 #[tokio::test]

@@ -11,11 +11,11 @@ use std::time::Duration;
 
 use common::node::{self, Node};
 use common::operator::{
-    Vendor, condition, free_port, install_crd, put_secret, run_id, wait_license, wait_license_within,
+    Vendor, condition, free_port, install_crd, put_secret, run_id, target_token, wait_license, wait_license_within,
 };
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::coordination::v1::Lease;
-use k8s_openapi::api::core::v1::{Pod, Secret};
+use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::api::rbac::v1::ClusterRole;
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use keyward::api::License;
@@ -422,20 +422,11 @@ async fn quickstart_workload_takes_a_renewal_live_and_never_sees_a_tampered_key(
     })
     .await;
     assert_eq!(
-        target_key(&client, ns).await,
-        renewed.as_bytes(),
+        target_token(&client, ns, "zizq-license").await.as_deref(),
+        Some(renewed.as_str()),
         "the target the Pods mount still holds the last good key"
     );
     assert_eq!(uids_and_restarts(&current_pods(&client, ns).await), after);
-}
-
-/// The key in the quickstart's target Secret, which every workload Pod mounts.
-async fn target_key(client: &Client, namespace: &str) -> Vec<u8> {
-    let target = Api::<Secret>::namespaced(client.clone(), namespace)
-        .get("zizq-license")
-        .await
-        .unwrap();
-    target.data.unwrap().remove("license").unwrap().0
 }
 
 #[tokio::test]
@@ -629,13 +620,13 @@ async fn a_subpath_reader_really_keeps_the_old_key_and_is_reported() {
         condition(&renewed, "ConsumersLive").map(|c| c.1).as_deref(),
         Some("RestartRequired")
     );
-    let current = target_key(&client, ns).await;
-    assert_ne!(current, first.as_bytes());
+    let current = target_token(&client, ns, "zizq-license").await.expect("the target");
+    assert_ne!(current, first);
     common::eventually(
         "the volume reader holds the renewed key",
         Duration::from_secs(30),
         || async {
-            (file_in_container(&node, &volume, "/etc/zizq/license/license").as_deref() == Some(current.as_slice()))
+            (file_in_container(&node, &volume, "/etc/zizq/license/license").as_deref() == Some(current.as_bytes()))
                 .then_some(())
         },
     )

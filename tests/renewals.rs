@@ -6,7 +6,6 @@ mod common;
 use std::time::{Duration, Instant};
 
 use jiff::Timestamp;
-use k8s_openapi::api::core::v1::Secret;
 use keyward::api::License;
 use keyward::license::{Fingerprint, Format};
 use kube::{Api, Client};
@@ -35,14 +34,6 @@ async fn license_with_renewal(client: &Client, ns: &str, targets: bool) {
 
 fn fingerprint(token: &str) -> String {
     Fingerprint::of(token.as_bytes()).to_string()
-}
-
-async fn target_token(client: &Client, ns: &str) -> Option<String> {
-    let secret = Api::<Secret>::namespaced(client.clone(), ns)
-        .get_opt("zizq-license")
-        .await
-        .unwrap()?;
-    String::from_utf8(secret.data?.get("license")?.0.clone()).ok()
 }
 
 #[tokio::test]
@@ -82,7 +73,7 @@ async fn a_dated_renewal_takes_over_at_its_start_and_is_rolled_out() {
     assert_eq!(s.next_key_at.as_deref(), Some(starts_at.to_string().as_str()));
     assert_eq!(s.keys[1].starts_at.as_deref(), Some(starts_at.to_string().as_str()));
     eventually("the current key rolled out", Duration::from_secs(10), || async {
-        (target_token(&client, &ns.name).await.as_deref() == Some(current.as_str())).then_some(())
+        (target_token(&client, &ns.name, "zizq-license").await.as_deref() == Some(current.as_str())).then_some(())
     })
     .await;
 
@@ -116,7 +107,7 @@ async fn a_dated_renewal_takes_over_at_its_start_and_is_rolled_out() {
     assert_eq!(s.keys[0].reason, "Superseded");
     assert_eq!(s.next_key_at, None);
     eventually("the renewal rolled out", Duration::from_secs(5), || async {
-        (target_token(&client, &ns.name).await.as_deref() == Some(renewal.as_str())).then_some(())
+        (target_token(&client, &ns.name, "zizq-license").await.as_deref() == Some(renewal.as_str())).then_some(())
     })
     .await;
     let reasons = eventually("a KeyRotated event", Duration::from_secs(5), || async {
@@ -185,7 +176,7 @@ async fn a_tampered_renewal_is_shown_refused_while_the_current_key_stays() {
     assert!(!s.keys[1].in_force);
     assert_eq!(s.next_key_at, None);
     eventually("the current key rolled out", Duration::from_secs(10), || async {
-        (target_token(&client, &ns.name).await.as_deref() == Some(current.as_str())).then_some(())
+        (target_token(&client, &ns.name, "zizq-license").await.as_deref() == Some(current.as_str())).then_some(())
     })
     .await;
     // `keyward status` shows both keys and why the renewal is not in force.

@@ -7,7 +7,6 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use k8s_openapi::api::core::v1::Secret;
 use keyward::api::License;
 use keyward::license::{KeySet, TrustedKey, VerifyOptions, verify};
 use kube::api::DeleteParams;
@@ -23,21 +22,13 @@ static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 /// The deadline the reliability report promises for convergence after a rewind.
 const CONVERGE: Duration = Duration::from_secs(60);
 
-async fn target_token(client: &Client, ns: &str) -> Option<String> {
-    let s = Api::<Secret>::namespaced(client.clone(), ns)
-        .get_opt("zizq-license")
-        .await
-        .ok()??;
-    String::from_utf8(s.data?.get("license")?.0.clone()).ok()
-}
-
 /// Every target holds a key that verifies (or none).
 async fn assert_targets_valid(client: &Client, vendor: &Vendor, namespaces: &[&str]) {
     let mut keys = KeySet::new();
     keys.insert(TrustedKey::new(Some(&vendor.kid), vendor.key.verifying_key()).unwrap())
         .unwrap();
     for ns in namespaces {
-        if let Some(token) = target_token(client, ns).await {
+        if let Some(token) = target_token(client, ns, "zizq-license").await {
             let at = VerifyOptions::at(jiff::Timestamp::now()).product(Some("zizq"));
             assert!(verify(token.as_bytes(), &keys, &at).is_ok(), "{ns}: an invalid key");
         }
@@ -52,11 +43,11 @@ async fn converges_after_rewind(client: &Client, vendor: &Vendor, home: &str, fr
     let rotated = vendor.renewed("zizq", "ultimate");
     put_secret(client, home, "lic", "license", rotated.as_bytes()).await;
     eventually("the new License rolled out", CONVERGE, || async {
-        target_token(client, fresh).await.map(|_| ())
+        target_token(client, fresh, "zizq-license").await.map(|_| ())
     })
     .await;
     eventually("the rotation rolled out", CONVERGE, || async {
-        (target_token(client, home).await.as_deref() == Some(rotated.as_str())).then_some(())
+        (target_token(client, home, "zizq-license").await.as_deref() == Some(rotated.as_str())).then_some(())
     })
     .await;
     Api::<License>::namespaced(client.clone(), fresh)
@@ -64,7 +55,10 @@ async fn converges_after_rewind(client: &Client, vendor: &Vendor, home: &str, fr
         .await
         .unwrap();
     eventually("the deleted License's target removed", CONVERGE, || async {
-        target_token(client, fresh).await.is_none().then_some(())
+        target_token(client, fresh, "zizq-license")
+            .await
+            .is_none()
+            .then_some(())
     })
     .await;
     started.elapsed()
@@ -89,7 +83,7 @@ async fn after_etcd_is_restored_from_a_snapshot_the_operator_converges_without_a
     create_license_with_targets(&client, &home.name, "zizq", json!([{"secretName": "zizq-license"}])).await;
     let mut operator = Operator::start_cluster_wide(vendor.trust_dir.path(), &[]);
     eventually("rolled out", CONVERGE, || async {
-        target_token(&client, &home.name).await.map(|_| ())
+        target_token(&client, &home.name, "zizq-license").await.map(|_| ())
     })
     .await;
 
@@ -105,8 +99,8 @@ async fn after_etcd_is_restored_from_a_snapshot_the_operator_converges_without_a
     let enterprise = vendor.renewed("zizq", "enterprise");
     put_secret(&client, &home.name, "lic", "license", enterprise.as_bytes()).await;
     eventually("converged before the restore", CONVERGE, || async {
-        let home_done = target_token(&client, &home.name).await.as_deref() == Some(enterprise.as_str());
-        (home_done && target_token(&client, &later.name).await.is_some()).then_some(())
+        let home_done = target_token(&client, &home.name, "zizq-license").await.as_deref() == Some(enterprise.as_str());
+        (home_done && target_token(&client, &later.name, "zizq-license").await.is_some()).then_some(())
     })
     .await;
 
@@ -149,7 +143,7 @@ async fn after_etcd_is_wiped_and_refilled_by_gitops_the_operator_converges_witho
     create_license_with_targets(&client, &home.name, "zizq", json!([{"secretName": "zizq-license"}])).await;
     let mut operator = Operator::start_cluster_wide(vendor.trust_dir.path(), &[]);
     eventually("rolled out", CONVERGE, || async {
-        target_token(&client, &home.name).await.map(|_| ())
+        target_token(&client, &home.name, "zizq-license").await.map(|_| ())
     })
     .await;
 
@@ -181,7 +175,7 @@ async fn after_etcd_is_wiped_and_refilled_by_gitops_the_operator_converges_witho
     put_secret(&client, &home.name, "lic", "license", token.as_bytes()).await;
     create_license_with_targets(&client, &home.name, "zizq", json!([{"secretName": "zizq-license"}])).await;
     eventually("the refilled License rolled out", CONVERGE, || async {
-        (target_token(&client, &home.name).await.as_deref() == Some(token.as_str())).then_some(())
+        (target_token(&client, &home.name, "zizq-license").await.as_deref() == Some(token.as_str())).then_some(())
     })
     .await;
     let took = converges_after_rewind(&client, &vendor, &home.name, &fresh).await;

@@ -319,6 +319,16 @@ pub async fn put_secret(client: &Client, namespace: &str, name: &str, key: &str,
         .expect("apply secret");
 }
 
+/// The key a target Secret holds (its `license` entry); `None` while the Secret is missing or
+/// cannot be read (fault tests read it while the API server is down).
+pub async fn target_token(client: &Client, namespace: &str, name: &str) -> Option<String> {
+    let secret = Api::<Secret>::namespaced(client.clone(), namespace)
+        .get_opt(name)
+        .await
+        .ok()??;
+    String::from_utf8(secret.data?.get("license")?.0.clone()).ok()
+}
+
 fn base64_std(bytes: &[u8]) -> String {
     use base64::Engine;
     base64::engine::general_purpose::STANDARD.encode(bytes)
